@@ -1,0 +1,240 @@
+"""Businesses, partner credentials and the append-only audit log.
+
+Invariants live in the database as constraints so that no code path (console, command line,
+a shell, a future API) can break them. Writes go through :mod:`credentials.services`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+
+class Business(models.Model):
+    """A klikit business that partner credentials are scoped to."""
+
+    business_id = models.PositiveBigIntegerField(
+        unique=True, help_text="klikit's id of the business, entered by operators."
+    )
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["business_id"]
+        verbose_name_plural = "businesses"
+        constraints = [
+            models.CheckConstraint(condition=Q(business_id__gt=0), name="business_id_positive"),
+            models.CheckConstraint(condition=~Q(name=""), name="business_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.business_id})"
+
+
+class CredentialQuerySet(models.QuerySet):
+    def active(self, *, now=None) -> CredentialQuerySet:
+        """Credentials that can authenticate now: not revoked and not expired."""
+        now = now or timezone.now()
+        return self.filter(status=Credential.Status.ACTIVE).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+
+    def with_scope(self, scope: str) -> CredentialQuerySet:
+        """Credentials granted `scope` (portable across SQLite and PostgreSQL)."""
+        return self.filter(scopes__icontains=f'"{scope}"')
+
+
+class Credential(models.Model):
+    """A partner credential: a public `partner_key` and the argon2id hash of its secret.
+
+    The plaintext secret is never stored; `secret_hash` is its only trace. `secret_version`
+    starts at 1 and rises by one per rotation. `revoked` is terminal.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        REVOKED = "revoked", "Revoked"
+
+    partner_key = models.CharField(max_length=64, unique=True, editable=False)
+    label = models.CharField(max_length=200, blank=True)
+    business = models.ForeignKey(Business, on_delete=models.PROTECT, related_name="credentials")
+    scopes = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    secret_hash = models.CharField(max_length=255, editable=False)
+    secret_version = models.PositiveIntegerField(default=1, editable=False)
+    rate_limit_per_minute = models.PositiveIntegerField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rotated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Misuse counters, written by the gateway at most once a minute per credential.
+    failed_secret_count = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Wrong or rotated-away secrets, since last rotation."
+    )
+    failed_revoked_count = models.PositiveIntegerField(default=0, editable=False)
+    failed_scope_count = models.PositiveIntegerField(default=0, editable=False)
+    failed_rate_limited_count = models.PositiveIntegerField(default=0, editable=False)
+    last_failure_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_failure_reason = models.CharField(max_length=40, blank=True, editable=False)
+
+    objects = CredentialQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("rotate_credential", "Can rotate the secret of a credential"),
+            ("revoke_credential", "Can revoke a credential"),
+        ]
+        indexes = [
+            models.Index(fields=["business", "status"], name="credential_business_status"),
+            models.Index(fields=["status", "expires_at"], name="credential_status_expiry"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "revoked"]), name="credential_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(secret_hash__startswith="$argon2id$"),
+                name="credential_secret_hash_argon2id",
+            ),
+            models.CheckConstraint(
+                condition=Q(secret_version__gte=1), name="credential_secret_version_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(rate_limit_per_minute__gte=1), name="credential_rate_limit_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(partner_key__startswith="pk_"), name="credential_partner_key_prefix"
+            ),
+            # Revoked exactly when it carries the time and the reason of its revocation.
+            models.CheckConstraint(
+                condition=(
+                    Q(status="active", revoked_at__isnull=True, revoke_reason="")
+                    | (Q(status="revoked", revoked_at__isnull=False) & ~Q(revoke_reason=""))
+                ),
+                name="credential_revocation_consistent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.partner_key
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.status == self.Status.REVOKED
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+
+class AuditEventQuerySet(models.QuerySet):
+    """Refuses bulk updates and deletes: the audit log is append-only."""
+
+    def update(self, **kwargs):
+        raise AuditLogIsAppendOnly("audit events are never updated")
+
+    def delete(self):
+        raise AuditLogIsAppendOnly("audit events are never deleted")
+
+
+class AuditLogIsAppendOnly(Exception):
+    pass
+
+
+class AuditEvent(models.Model):
+    """One change made to a business or a credential, written in the change's own transaction.
+
+    Fields:
+    * ``occurred_at``: when the change committed (the service's ``now``).
+    * ``actor`` / ``actor_username``: the operator who made it. The foreign key has no database
+      constraint and is never cleared, so deleting an operator leaves their events intact; the
+      username is kept as text for that case and for actors with no account (``cli:<os user>``,
+      ``system``).
+    * ``action``: what happened, one of :class:`Action`.
+    * ``business`` / ``credential``: what it concerns (no database constraint either: a deleted
+      business keeps its history).
+    * ``request_id``: the id of the HTTP request that made the change, when there was one.
+    * ``source_ip``: the client address of that request.
+    * ``details``: the changed fields as ``{"field": {"before": ..., "after": ...}}`` plus
+      action-specific context (a revocation's reason). Never a secret, never a hash.
+
+    Rows are never updated or deleted by the application: the model and its QuerySet refuse it,
+    and on PostgreSQL a trigger refuses it too.
+    """
+
+    class Action(models.TextChoices):
+        BUSINESS_CREATED = "business.created", "Business created"
+        BUSINESS_UPDATED = "business.updated", "Business updated"
+        BUSINESS_DELETED = "business.deleted", "Business deleted"
+        CREDENTIAL_ISSUED = "credential.issued", "Credential issued"
+        CREDENTIAL_ROTATED = "credential.rotated", "Credential rotated"
+        CREDENTIAL_REVOKED = "credential.revoked", "Credential revoked"
+        CREDENTIAL_UPDATED = "credential.updated", "Credential updated"
+        CREDENTIAL_HASH_UPGRADED = "credential.hash_upgraded", "Credential hash upgraded"
+
+    occurred_at = models.DateTimeField(default=timezone.now, db_default=Now(), db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_username = models.CharField(max_length=150)
+    action = models.CharField(max_length=40, choices=Action.choices, db_index=True)
+    business = models.ForeignKey(
+        Business,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="audit_events",
+    )
+    credential = models.ForeignKey(
+        Credential,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="audit_events",
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(actor_username=""), name="audit_actor_named"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.action} by {self.actor_username}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise AuditLogIsAppendOnly("audit events are never updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditLogIsAppendOnly("audit events are never deleted")

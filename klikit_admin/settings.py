@@ -1,0 +1,200 @@
+"""Settings for klikit-admin, read only from the environment (and an optional `.env`).
+
+Every variable is listed in the README. A missing or malformed one stops start-up with
+`ImproperlyConfigured` naming the variable: a credential authority must not limp along on a
+half-read configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+INSECURE_DEV_SECRET_KEY = "django-insecure-dev-only-never-use-in-production"
+
+
+def _read(name: str, cast, default=environ.Env.NOTSET):
+    """Read one variable, turning django-environ's bare errors into one naming the variable."""
+    try:
+        return cast(name, default=default)
+    except ImproperlyConfigured:
+        raise
+    except Exception as exc:  # ValueError, TypeError from a malformed value
+        raise ImproperlyConfigured(f"Environment variable {name} is malformed: {exc}") from None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env.str(name, default="").strip().lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"Environment variable {name} must be a boolean (1/0, true/false).")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    value = _read(name, env.int, default)
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        raise ImproperlyConfigured(f"Environment variable {name} must be {bounds}, got {value}.")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = env.str(name, default=None)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.replace(",", " ").split() if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+
+if DEBUG:
+    SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY)
+else:
+    SECRET_KEY = env.str("SECRET_KEY", default="")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(
+            "Environment variable SECRET_KEY is required when DEBUG is off "
+            "(bin/run writes one into .env for local use)."
+        )
+    if SECRET_KEY == INSECURE_DEV_SECRET_KEY:
+        raise ImproperlyConfigured("Environment variable SECRET_KEY is the insecure dev default.")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "credentials",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "klikit_admin.urls"
+WSGI_APPLICATION = "klikit_admin.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# SQLite under var/ by default; DATABASE_URL=postgres://... for production and CI.
+DATABASES = {
+    "default": _read(
+        "DATABASE_URL", env.db_url, f"sqlite:///{VAR_DIR / 'klikit_admin.sqlite3'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(exist_ok=True)
+DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
+
+# --- Cache ----------------------------------------------------------------------------------
+CACHES = {"default": _read("CACHE_URL", env.cache_url, "locmemcache://klikit-admin")}
+
+# --- Passwords and secrets ------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+
+# Cost of the argon2id hash of partner secrets (credentials/crypto.py explains the choice).
+# Defaults: OWASP's minimum argon2id profile, m=19 MiB, t=2, p=1.
+ARGON2_TIME_COST = env_int("ARGON2_TIME_COST", 2, minimum=1)
+ARGON2_MEMORY_COST = env_int("ARGON2_MEMORY_COST", 19456, minimum=8)  # KiB
+ARGON2_PARALLELISM = env_int("ARGON2_PARALLELISM", 1, minimum=1)
+
+# --- Credential domain ----------------------------------------------------------------------
+CREDENTIAL_SCOPES = env_list(
+    "CREDENTIAL_SCOPES",
+    [
+        "orders:read",
+        "orders:write",
+        "stores:read",
+        "menu:read",
+        "menu:write",
+        "stock:read",
+        "stock:write",
+        "reports:read",
+    ],
+)
+DEFAULT_RATE_LIMIT_PER_MINUTE = env_int("DEFAULT_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
+
+# --- Gateway --------------------------------------------------------------------------------
+
+# --- Operator console -----------------------------------------------------------------------
+
+# --- Internationalisation, static files -----------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Logging --------------------------------------------------------------------------------
+# Everything to stdout/stderr; the redaction filter is a backstop behind the rule that no code
+# logs a secret or an Authorization header in the first place.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "credentials.log_redaction.RedactSecretsFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,83 @@
+"""Shared fixtures: operator personas, factories, and the rule that CI never skips.
+
+Tests that need something a laptop may lack (PostgreSQL, Redis, Chromium) call
+:func:`require` with that thing's kind. Locally that skips; a kind named in ``KLIKIT_REQUIRE``
+(comma-separated: ``postgres``, ``redis``, ``chromium``; set by ``.ci/run``) makes it fail
+instead, so CI always runs them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from credentials import services
+from credentials.models import Business
+
+REQUIRED_KINDS = {
+    kind.strip() for kind in os.environ.get("KLIKIT_REQUIRE", "").split(",") if kind.strip()
+}
+
+
+def require(kind: str, condition: bool, reason: str) -> None:
+    """Skip the test when `condition` is false, or fail it when CI requires `kind`."""
+    if condition:
+        return
+    if kind in REQUIRED_KINDS:
+        pytest.fail(f"{kind} is required here (KLIKIT_REQUIRE) but unavailable: {reason}")
+    pytest.skip(reason)
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def postgres_only(db):
+    require("postgres", is_postgres(), "needs PostgreSQL: set DATABASE_URL=postgres://...")
+
+
+@pytest.fixture
+def operator(db):
+    """A superuser operator, the actor of most domain tests."""
+    return get_user_model().objects.create_superuser(
+        username="olivia", email="olivia@klikit.test", password="operator-pass-123"
+    )
+
+
+@pytest.fixture
+def actor(operator):
+    return services.Actor.for_user(operator, request_id="req_test", source_ip="127.0.0.1")
+
+
+@pytest.fixture
+def make_business(actor):
+    counter = {"n": 0}
+
+    def make(business_id: int | None = None, name: str | None = None) -> Business:
+        counter["n"] += 1
+        bid = business_id or 1000 + counter["n"]
+        return services.business_create(actor=actor, business_id=bid, name=name or f"Biz {bid}")
+
+    return make
+
+
+@pytest.fixture
+def business(make_business):
+    return make_business(42, "Acme Foods")
+
+
+@pytest.fixture
+def issue(actor, business):
+    """Issue a credential; returns (credential, plaintext secret)."""
+
+    def make(**kwargs):
+        kwargs.setdefault("business", business)
+        kwargs.setdefault("scopes", ["orders:read", "orders:write"])
+        kwargs.setdefault("label", "POS integration")
+        return services.credential_issue(actor=actor, **kwargs)
+
+    return make
