@@ -31,6 +31,15 @@ def require(kind: str, condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Start every test with an empty cache (rate-limit and guard counters live there)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
