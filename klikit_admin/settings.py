@@ -26,8 +26,11 @@ def _read(name: str, cast, default=environ.Env.NOTSET):
     """Read one variable, turning django-environ's bare errors into one naming the variable."""
     try:
         return cast(name, default=default)
-    except ImproperlyConfigured:
-        raise
+    except ImproperlyConfigured as exc:
+        if name in str(exc):  # "Set the NAME environment variable"
+            raise
+        # e.g. "Invalid cache schema bogus", which does not say where the value came from
+        raise ImproperlyConfigured(f"Environment variable {name} is malformed: {exc}") from None
     except Exception as exc:  # ValueError, TypeError from a malformed value
         raise ImproperlyConfigured(f"Environment variable {name} is malformed: {exc}") from None
 
@@ -118,10 +121,17 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 # SQLite under var/ by default; DATABASE_URL=postgres://... for production and CI.
 DATABASES = {
-    "default": _read(
-        "DATABASE_URL", env.db_url, f"sqlite:///{VAR_DIR / 'klikit_admin.sqlite3'}"
-    )
+    "default": _read("DATABASE_URL", env.db_url, f"sqlite:///{VAR_DIR / 'klikit_admin.sqlite3'}")
 }
+# django-environ turns an unknown scheme into an ENGINE named after it, which would only fail
+# at the first query with a message that does not mention DATABASE_URL.
+if DATABASES["default"]["ENGINE"] not in {
+    "django.db.backends.sqlite3",
+    "django.db.backends.postgresql",
+}:
+    raise ImproperlyConfigured(
+        "Environment variable DATABASE_URL must be a sqlite:// or postgres:// URL."
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
 DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
