@@ -28,6 +28,7 @@ MAX_LABEL_LENGTH = 200
 MAX_NAME_LENGTH = 200
 MAX_REASON_LENGTH = 2000
 MAX_RATE_LIMIT = 1_000_000
+MAX_BUSINESS_ID = 2**63 - 1  # the database column is a signed 64-bit integer
 
 
 class DomainError(Exception):
@@ -202,8 +203,12 @@ def business_create(
 ) -> Business:
     """Register a klikit business."""
     now = now or timezone.now()
-    if isinstance(business_id, bool) or not isinstance(business_id, int) or business_id <= 0:
-        raise InvalidInput("business id must be a positive whole number")
+    if (
+        isinstance(business_id, bool)
+        or not isinstance(business_id, int)
+        or not 1 <= business_id <= MAX_BUSINESS_ID
+    ):
+        raise InvalidInput(f"business id must be a whole number from 1 to {MAX_BUSINESS_ID}")
     name = _validate_business_name(name)
     if Business.objects.filter(business_id=business_id).exists():
         raise Conflict(f"business {business_id} already exists")

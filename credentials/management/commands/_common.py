@@ -71,8 +71,11 @@ def parse_int(value: Any, option: str) -> int:
 
 def parse_business_id(value: Any) -> int:
     business_id = parse_int(value, "--business-id")
-    if business_id <= 0:
-        raise CommandError(f"--business-id must be a positive whole number, got {business_id}")
+    if not 1 <= business_id <= services.MAX_BUSINESS_ID:
+        raise CommandError(
+            f"--business-id must be a whole number from 1 to {services.MAX_BUSINESS_ID}, "
+            f"got {business_id}"
+        )
     return business_id
 
 
