@@ -184,7 +184,11 @@ def _audit(
 def _locked_credential(credential: Credential | int) -> Credential:
     pk = credential.pk if isinstance(credential, Credential) else credential
     try:
-        return Credential.objects.select_for_update().select_related("business").get(pk=pk)
+        # of=("self",): lock only the credential; the joined business row stays free, so
+        # changing one credential does not hold up every other operation on its business.
+        return (
+            Credential.objects.select_for_update(of=("self",)).select_related("business").get(pk=pk)
+        )
     except Credential.DoesNotExist:
         raise NotFound("credential not found") from None
 
