@@ -252,7 +252,6 @@ def test_the_credential_row_itself_stays_locked_until_commit(postgres_only, issu
     """The control for the test above: the same probe does see the credential's own lock."""
     credential, _ = issue()
     locked, release = threading.Event(), threading.Event()
-    refused: list[BaseException] = []
 
     def hold_credential_lock() -> None:
         try:
@@ -270,9 +269,6 @@ def test_the_credential_row_itself_stays_locked_until_commit(postgres_only, issu
         assert locked.wait(timeout=TIMEOUT)
         with pytest.raises(DatabaseError, match="could not obtain lock"), transaction.atomic():
             Credential.objects.select_for_update(nowait=True).get(pk=credential.pk)
-    except BaseException as exc:
-        refused.append(exc)
-        raise
     finally:
         release.set()
         holder.join(timeout=TIMEOUT)
