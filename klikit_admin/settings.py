@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "klikit_admin.urls"
@@ -176,6 +177,38 @@ DEFAULT_RATE_LIMIT_PER_MINUTE = env_int("DEFAULT_RATE_LIMIT_PER_MINUTE", 600, mi
 # --- Gateway --------------------------------------------------------------------------------
 
 # --- Operator console -----------------------------------------------------------------------
+# Operator sessions end after SESSION_IDLE_TIMEOUT_SECONDS without a request: the cookie's
+# lifetime is renewed on every request, so it measures inactivity, not time since sign-in.
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 1800, minimum=60)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True  # the console posts plain forms; no script reads the token
+CSRF_COOKIE_SAMESITE = "Strict"
+# Cookies only over HTTPS, except in DEBUG; SECURE_COOKIES=0 serves plain HTTP behind a proxy
+# that does not terminate TLS (not recommended), SECURE_COOKIES=1 forces them on in DEBUG.
+SECURE_COOKIES = env_bool("SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# django-csp: no inline script or style anywhere; the console's own script is a static file.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+# Where partners call the klikit API; used in the example shown with a new secret.
+PARTNER_API_BASE_URL = env.str("PARTNER_API_BASE_URL", default="https://api.klikit.example")
 
 # --- Internationalisation, static files -----------------------------------------------------
 LANGUAGE_CODE = "en-us"

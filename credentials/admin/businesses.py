@@ -1,0 +1,103 @@
+"""The business pages: search, create, rename, delete while unused, and its credentials."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.db.models import Count
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .. import services
+from ..forms import BusinessForm
+from ..models import Business
+from .common import actor_for
+from .mixins import ServiceWritesMixin
+
+
+@admin.register(Business)
+class BusinessAdmin(ServiceWritesMixin, admin.ModelAdmin):
+    form = BusinessForm
+    list_display = ["business_id", "name", "credential_count", "created_at"]
+    list_display_links = ["business_id", "name"]
+    search_fields = ["name", "=business_id"]
+    search_help_text = "Name or klikit business id."
+    actions = None
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_credential_count=Count("credentials"))
+
+    @admin.display(description="credentials", ordering="_credential_count")
+    def credential_count(self, obj: Business):
+        url = reverse("admin:credentials_credential_changelist")
+        return format_html(
+            '<a href="{}?business__id__exact={}">{}</a>', url, obj.pk, obj._credential_count
+        )
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["business_id", "name"]
+        return ["business_id", "name", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The klikit business id is permanent once the business exists.
+        return [] if obj is None else ["business_id", "created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.business_update(
+                actor=actor_for(request), business=obj.pk, name=form.cleaned_data["name"]
+            )
+            return
+        created = services.business_create(
+            actor=actor_for(request),
+            business_id=form.cleaned_data["business_id"],
+            name=form.cleaned_data["name"],
+        )
+        # The admin goes on with `obj` (its message, its redirect): make it the stored row.
+        obj.pk = created.pk
+        obj.name = created.name
+        obj.created_at = obj.updated_at = created.created_at
+        obj._state.adding = False
+        obj._state.db = created._state.db
+
+    def has_delete_permission(self, request, obj=None):
+        # A business that has (had) credentials stays, for their history: hide the button.
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and not (obj is not None and obj.credentials.exists())
+
+    def delete_view(self, request, object_id, extra_context=None):
+        business = self.get_object(request, unquote(object_id))
+        if (
+            business is not None
+            and super().has_delete_permission(request, business)
+            and business.credentials.exists()
+        ):
+            self.message_user(
+                request,
+                f"{business} has credentials and cannot be deleted. Revoke credentials that "
+                "should stop working; the business stays for their history.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(
+                reverse("admin:credentials_business_change", args=[business.pk])
+            )
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        services.business_delete(actor=actor_for(request), business=obj.pk)
+
+    def delete_queryset(self, request, queryset):
+        for business in queryset:
+            self.delete_model(request, business)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The credentials are listed, not edited, here (each has its own page), so they are a
+        # table in the template rather than an inline formset the form would have to post.
+        extra_context = extra_context or {}
+        business = self.get_object(request, object_id)
+        if business is not None and request.user.has_perm("credentials.view_credential"):
+            extra_context["credentials"] = business.credentials.order_by("-created_at", "-id")
+        extra_context["can_issue"] = request.user.has_perm("credentials.add_credential")
+        return super().change_view(request, object_id, form_url, extra_context)

@@ -1,0 +1,73 @@
+"""What every console page shares: who the actor is, and how a page showing a secret is sent."""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.debug import sensitive_variables
+
+from .. import services
+from ..models import Credential
+
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def request_id(request: HttpRequest) -> str:
+    """The id a proxy gave this request (X-Request-ID), or a new one."""
+    given = request.headers.get("X-Request-ID", "")
+    if _REQUEST_ID_RE.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def actor_for(request: HttpRequest) -> services.Actor:
+    return services.Actor.for_user(
+        request.user,
+        request_id=request_id(request),
+        source_ip=request.META.get("REMOTE_ADDR") or None,
+    )
+
+
+def no_store(response: HttpResponse) -> HttpResponse:
+    """Keep a page out of every cache and out of the Referer of whatever is opened from it."""
+    add_never_cache_headers(response)
+    response["Pragma"] = "no-cache"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@sensitive_variables()
+def render_secret_once(
+    request: HttpRequest,
+    *,
+    credential: Credential,
+    secret: str,
+    title: str,
+    context: dict,
+) -> HttpResponse:
+    """Render the page that shows `secret`, the only time it is ever shown.
+
+    The page is rendered here, inside this frame, so that an error while rendering it leaves
+    no secret in an error report (every frame below this one is cleansed). It is the direct
+    response to the POST that created the secret: no redirect, nothing in the session.
+    """
+    basic = base64.b64encode(f"{credential.partner_key}:{secret}".encode()).decode("ascii")
+    response = render(
+        request,
+        "admin/credentials/credential/secret_once.html",
+        {
+            **context,
+            "title": title,
+            "credential": credential,
+            "secret": secret,
+            "authorization": f"Basic {basic}",
+            "api_base_url": settings.PARTNER_API_BASE_URL.rstrip("/"),
+        },
+    )
+    return no_store(response)

@@ -1,0 +1,333 @@
+"""The credential pages: list, detail and edit, issue, rotate and revoke.
+
+Issuing is the model's "add" view (the ``add_credential`` permission means "may issue"), and
+rotate and revoke are extra admin views with their own permissions. Each view checks its
+permission itself, so a form posted by hand is refused with 403 like a click would be; the
+templates only hide what the server refuses anyway. Every write is a service call.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+
+from .. import services
+from ..forms import CredentialEditForm, CredentialIssueForm, RevokeForm, RotateForm
+from ..models import Credential
+from . import once
+from .common import actor_for, no_store, render_secret_once
+from .filters import ExpiryFilter, ScopeFilter
+from .mixins import ServiceWritesMixin
+
+AUDIT_TRAIL_LENGTH = 25
+
+sensitive_post = method_decorator(sensitive_post_parameters())
+
+USAGE_FIELDS = [
+    "last_used_at",
+    "failed_secret_count",
+    "failed_revoked_count",
+    "failed_scope_count",
+    "failed_rate_limited_count",
+    "last_failure_at",
+    "last_failure_reason",
+]
+SECRET_FIELDS = ["secret_version", "created_at", "created_by", "rotated_at", "rotated_by"]
+DETAIL_FIELDSETS = [
+    ("Usage and misuse", {"fields": USAGE_FIELDS}),
+    ("Secret", {"fields": SECRET_FIELDS}),
+]
+REVOCATION_FIELDSET = ("Revocation", {"fields": ["revoked_at", "revoked_by", "revoke_reason"]})
+
+
+@admin.register(Credential)
+class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
+    list_display = [
+        "partner_key",
+        "business",
+        "label",
+        "scopes_display",
+        "status_display",
+        "last_used_at",
+        "created_at",
+    ]
+    list_select_related = ["business"]
+    list_filter = ["status", ScopeFilter, ExpiryFilter, "business"]
+    search_fields = ["partner_key", "label", "business__name", "=business__business_id"]
+    search_help_text = "Partner key, label, business name or klikit business id."
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
+    actions = None
+    form = CredentialEditForm
+    exclude = ["secret_hash"]
+    readonly_fields = [
+        "partner_key",
+        "business",
+        "status_display",
+        "scopes_display",
+        *USAGE_FIELDS,
+        *SECRET_FIELDS,
+        *REVOCATION_FIELDSET[1]["fields"],
+    ]
+
+    # --- permissions: the templates ask these, and so does every view ---------------------
+
+    def has_change_permission(self, request, obj=None):
+        # Revoked is terminal: its page is read-only for everyone.
+        return super().has_change_permission(request, obj) and not (obj and obj.is_revoked)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # credentials are revoked, never deleted
+
+    def has_rotate_permission(self, request, obj=None) -> bool:
+        allowed = request.user.has_perm("credentials.rotate_credential")
+        return allowed and not (obj and obj.is_revoked)
+
+    def has_revoke_permission(self, request, obj=None) -> bool:
+        allowed = request.user.has_perm("credentials.revoke_credential")
+        return allowed and not (obj and obj.is_revoked)
+
+    # --- list ------------------------------------------------------------------------------
+
+    @admin.display(description="scopes")
+    def scopes_display(self, obj: Credential) -> str:
+        return ", ".join(obj.scopes)
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: Credential) -> str:
+        state = "revoked" if obj.is_revoked else "expired" if obj.is_expired() else "active"
+        return format_html('<span class="status status-{}">{}</span>', state, state)
+
+    # --- detail and edit -------------------------------------------------------------------
+
+    def get_fieldsets(self, request, obj=None):
+        editable = self.has_change_permission(request, obj)
+        main = ["partner_key", "business", "status_display", "label"]
+        main += ["scopes" if editable else "scopes_display"]
+        main += ["rate_limit_per_minute", "expires_at"]
+        fieldsets = [(None, {"fields": main}), *DETAIL_FIELDSETS]
+        if obj is not None and obj.is_revoked:
+            fieldsets.insert(1, REVOCATION_FIELDSET)
+        return fieldsets
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        credential = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if credential is not None and self.has_view_or_change_permission(request, credential):
+            extra_context.update(self._detail_context(request, credential))
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _detail_context(self, request, credential: Credential) -> dict:
+        return {
+            "can_rotate": self.has_rotate_permission(request, credential),
+            "can_revoke": self.has_revoke_permission(request, credential),
+            "audit_trail": credential.audit_events.order_by("-occurred_at", "-id")[
+                :AUDIT_TRAIL_LENGTH
+            ],
+            "audit_trail_url": _audit_url(credential),
+        }
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        services.credential_update(
+            actor=actor_for(request),
+            credential=obj.pk,
+            label=data["label"],
+            scopes=data["scopes"],
+            rate_limit_per_minute=data["rate_limit_per_minute"],
+            expires_at=data["expires_at"],
+        )
+
+    def history_view(self, request, object_id, extra_context=None):
+        credential = self.get_object(request, object_id)
+        if credential is None or not self.has_view_or_change_permission(request, credential):
+            raise PermissionDenied
+        return HttpResponseRedirect(_audit_url(credential))
+
+    # --- extra views -----------------------------------------------------------------------
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<int:object_id>/rotate/",
+                view(self.rotate_view),
+                name="{}_{}_rotate".format(*info),
+            ),
+            path(
+                "<int:object_id>/revoke/",
+                view(self.revoke_view),
+                name="{}_{}_revoke".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def _page_context(self, request, credential: Credential | None, title: str) -> dict:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": credential,
+            "title": title,
+            "has_view_permission": self.has_view_permission(request, credential),
+        }
+
+    def _credential(self, request, object_id) -> Credential:
+        credential = self.get_queryset(request).select_related("business").filter(pk=object_id)
+        credential = credential.first()
+        if credential is None:
+            raise Http404("No such credential.")
+        return credential
+
+    def _already_submitted(self, request, credential_pk: int | None, what: str) -> HttpResponse:
+        credential = Credential.objects.filter(pk=credential_pk).first() if credential_pk else None
+        context = self._page_context(request, credential, f"{what} already submitted")
+        context["what"] = what
+        response = render(
+            request,
+            "admin/credentials/credential/already_submitted.html",
+            context,
+            status=409,
+        )
+        return no_store(response)
+
+    @sensitive_post
+    def add_view(self, request, form_url="", extra_context=None):
+        """Issue a credential: the form, then the page that shows its secret once."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = CredentialIssueForm(request.POST)
+            if form.is_valid():
+                try:
+                    return self._issue(request, form)
+                except services.DomainError as exc:
+                    form.add_error(None, exc.message)
+        else:
+            initial = {"once": once.new_token(request, "issue")}
+            if request.GET.get("business", "").isdigit():
+                initial["business"] = request.GET["business"]
+            form = CredentialIssueForm(initial=initial)
+        context = self._page_context(request, None, "Issue a credential")
+        context.update(form=form, media=self.media + form.media)
+        return TemplateResponse(request, "admin/credentials/credential/issue.html", context)
+
+    @sensitive_variables()
+    def _issue(self, request, form: CredentialIssueForm) -> HttpResponse:
+        data = form.cleaned_data
+        with once.guard(request, data["once"], "issue") as outcome:
+            if outcome.fresh:
+                credential, secret = services.credential_issue(
+                    actor=actor_for(request),
+                    business=data["business"],
+                    label=data["label"],
+                    scopes=data["scopes"],
+                    rate_limit_per_minute=data["rate_limit_per_minute"],
+                    expires_at=data["expires_at"],
+                )
+                once.record_result(request, data["once"], credential.pk)
+        if not outcome.fresh:
+            return self._already_submitted(request, outcome.result_pk, "Issue")
+        return render_secret_once(
+            request,
+            credential=credential,
+            secret=secret,
+            title="Credential issued",
+            context=self._page_context(request, credential, "Credential issued"),
+        )
+
+    @sensitive_post
+    def rotate_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Confirm, then replace the secret and show the new one once."""
+        credential = self._credential(request, object_id)
+        if not request.user.has_perm("credentials.rotate_credential"):
+            raise PermissionDenied
+        if credential.is_revoked:
+            return self._refuse_revoked(request, credential, "rotated")
+        if request.method == "POST":
+            form = RotateForm(request.POST, credential=credential)
+            if form.is_valid():
+                try:
+                    return self._rotate(request, credential, form.cleaned_data["once"])
+                except services.DomainError as exc:
+                    form.add_error(None, exc.message)
+        else:
+            token = once.new_token(request, f"rotate:{credential.pk}")
+            form = RotateForm(credential=credential, initial={"once": token})
+        context = self._page_context(request, credential, f"Rotate the secret of {credential}")
+        context["form"] = form
+        return TemplateResponse(request, "admin/credentials/credential/rotate.html", context)
+
+    @sensitive_variables()
+    def _rotate(self, request, credential: Credential, token: str) -> HttpResponse:
+        with once.guard(request, token, f"rotate:{credential.pk}") as outcome:
+            if outcome.fresh:
+                secret = services.credential_rotate(
+                    actor=actor_for(request), credential=credential.pk
+                )
+                once.record_result(request, token, credential.pk)
+        if not outcome.fresh:
+            return self._already_submitted(request, credential.pk, "Rotation")
+        credential.refresh_from_db()
+        return render_secret_once(
+            request,
+            credential=credential,
+            secret=secret,
+            title="Secret rotated",
+            context=self._page_context(request, credential, "Secret rotated"),
+        )
+
+    @sensitive_post
+    def revoke_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Confirm with a reason and the typed partner key, then revoke for good."""
+        credential = self._credential(request, object_id)
+        if not request.user.has_perm("credentials.revoke_credential"):
+            raise PermissionDenied
+        if credential.is_revoked:
+            return self._refuse_revoked(request, credential, "revoked again")
+        if request.method == "POST":
+            form = RevokeForm(request.POST, credential=credential)
+            if form.is_valid():
+                try:
+                    services.credential_revoke(
+                        actor=actor_for(request),
+                        credential=credential.pk,
+                        reason=form.cleaned_data["reason"],
+                    )
+                except services.DomainError as exc:
+                    form.add_error(None, exc.message)
+                else:
+                    self.message_user(
+                        request,
+                        f"Credential {credential} is revoked. It no longer authenticates.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(self._change_url(credential))
+        else:
+            form = RevokeForm(credential=credential)
+        context = self._page_context(request, credential, f"Revoke {credential}")
+        context["form"] = form
+        return TemplateResponse(request, "admin/credentials/credential/revoke.html", context)
+
+    def _refuse_revoked(self, request, credential: Credential, verb: str) -> HttpResponse:
+        self.message_user(
+            request, f"Credential {credential} is revoked and cannot be {verb}.", messages.ERROR
+        )
+        return HttpResponseRedirect(self._change_url(credential))
+
+    def _change_url(self, credential: Credential) -> str:
+        return reverse(
+            f"{self.admin_site.name}:credentials_credential_change", args=[credential.pk]
+        )
+
+
+def _audit_url(credential: Credential) -> str:
+    return reverse("admin:credentials_auditevent_changelist") + f"?credential={credential.pk}"

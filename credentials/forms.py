@@ -1,0 +1,143 @@
+"""Forms of the operator console.
+
+Forms only parse and check input; every write goes through :mod:`credentials.services`. Where a
+service would refuse a value (an unknown scope, an expiry in the past), the form says so first
+so the operator sees the message next to the field instead of after a failed write.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.utils import timezone
+
+from . import services
+from .models import Business, Credential
+
+DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
+
+
+def scope_choices() -> list[tuple[str, str]]:
+    return [(scope, scope) for scope in settings.CREDENTIAL_SCOPES]
+
+
+class ExpiryField(forms.DateTimeField):
+    """An optional expiry entered in the browser's date-time picker, read as UTC."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("label", "Expires at (UTC)")
+        kwargs.setdefault("help_text", "Leave empty for a credential that does not expire.")
+        kwargs.setdefault("input_formats", [DATETIME_LOCAL, "%Y-%m-%dT%H:%M:%S"])
+        super().__init__(**kwargs)
+
+
+def _clean_future(value):
+    if value is not None and value <= timezone.now():
+        raise forms.ValidationError("The expiry must be in the future.")
+    return value
+
+
+class ScopesField(forms.MultipleChoiceField):
+    widget = forms.CheckboxSelectMultiple
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("choices", scope_choices)
+        kwargs.setdefault("help_text", "What the partner may do with this credential.")
+        super().__init__(**kwargs)
+
+
+class RateLimitField(forms.IntegerField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("label", "Rate cap (requests per minute)")
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", services.MAX_RATE_LIMIT)
+        super().__init__(**kwargs)
+
+
+class BusinessForm(forms.ModelForm):
+    """Create or rename a business. The klikit business id is set once, at creation."""
+
+    class Meta:
+        model = Business
+        fields = ["business_id", "name"]
+        labels = {"business_id": "klikit business id"}
+
+
+class CredentialIssueForm(forms.Form):
+    business = forms.ModelChoiceField(queryset=Business.objects.order_by("name", "business_id"))
+    label = forms.CharField(
+        max_length=services.MAX_LABEL_LENGTH,
+        required=False,
+        help_text="For people: which integration or system uses this credential.",
+    )
+    scopes = ScopesField()
+    rate_limit_per_minute = RateLimitField()
+    expires_at = ExpiryField()
+    # The one-time token of this form (see credentials.admin.once).
+    once = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["rate_limit_per_minute"].initial = settings.DEFAULT_RATE_LIMIT_PER_MINUTE
+
+    def clean_expires_at(self):
+        return _clean_future(self.cleaned_data["expires_at"])
+
+
+class CredentialEditForm(forms.ModelForm):
+    """Change what a credential may do; its keys and its history are not editable."""
+
+    scopes = ScopesField()
+    rate_limit_per_minute = RateLimitField()
+    expires_at = ExpiryField()
+
+    class Meta:
+        model = Credential
+        fields = ["label", "scopes", "rate_limit_per_minute", "expires_at"]
+
+    def clean_expires_at(self):
+        value = self.cleaned_data["expires_at"]
+        if value == self.instance.expires_at:
+            return value  # unchanged: an expiry already passed may stay as it is
+        return _clean_future(value)
+
+
+class TypedPartnerKeyForm(forms.Form):
+    """Asks the operator to type the partner key of the credential they are about to change."""
+
+    confirm_partner_key = forms.CharField(
+        label="Type the partner key to confirm",
+        max_length=64,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+
+    def __init__(self, *args, credential: Credential, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.credential = credential
+
+    def clean_confirm_partner_key(self):
+        typed = self.cleaned_data["confirm_partner_key"].strip()
+        if typed != self.credential.partner_key:
+            raise forms.ValidationError("This is not the partner key of this credential.")
+        return typed
+
+
+class RotateForm(TypedPartnerKeyForm):
+    once = forms.CharField(widget=forms.HiddenInput)
+
+
+class RevokeForm(TypedPartnerKeyForm):
+    reason = forms.CharField(
+        max_length=services.MAX_REASON_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Recorded in the audit log, e.g. 'secret leaked in a support ticket'.",
+    )
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required.")
+        return reason
