@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import re
 
-import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
@@ -47,18 +46,13 @@ def make_operator(username: str, role: str | None):
     return user
 
 
-@pytest.fixture
-def as_persona(client, db):
+def login_as(client, persona: str):
     """Log the test client in as a persona; returns the user (None for anonymous)."""
-
-    def login(persona: str):
-        if persona == "anonymous":
-            return None
-        user = make_operator(persona, ROLE_OF.get(persona))
-        client.force_login(user)
-        return user
-
-    return login
+    if persona == "anonymous":
+        return None
+    user = make_operator(persona, ROLE_OF.get(persona))
+    client.force_login(user)
+    return user
 
 
 def snapshot() -> tuple:

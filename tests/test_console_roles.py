@@ -43,9 +43,12 @@ def test_migration_creates_the_three_roles_with_their_permissions():
 def test_no_role_may_change_or_delete_audit_events_or_credentials():
     for name in ["Viewer", "Issuer", "Security admin"]:
         granted = _codenames(name)
-        assert not {
-            "credentials.add_auditevent",
-            "credentials.change_auditevent",
-            "credentials.delete_auditevent",
-            "credentials.delete_credential",
-        } & granted
+        assert (
+            not {
+                "credentials.add_auditevent",
+                "credentials.change_auditevent",
+                "credentials.delete_auditevent",
+                "credentials.delete_credential",
+            }
+            & granted
+        )

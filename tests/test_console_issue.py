@@ -1,0 +1,195 @@
+"""Issuing from the console: the secret is shown once, in the POST's own response, only."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from django.contrib.messages.storage.cookie import CookieStorage
+from django.contrib.sessions.models import Session
+from django.urls import reverse
+
+from credentials import crypto
+from credentials.models import AuditEvent, Credential
+from tests.console_support import login_as, once_token, secrets_in
+
+pytestmark = pytest.mark.django_db
+
+ADD = "admin:credentials_credential_add"
+
+
+@pytest.fixture
+def issuer(client, db):
+    return login_as(client, "issuer")
+
+
+def _form(business, **extra):
+    return {
+        "business": business.pk,
+        "label": "Till sync",
+        "scopes": ["orders:read", "menu:read"],
+        "rate_limit_per_minute": 120,
+        "expires_at": "",
+        **extra,
+    }
+
+
+def _issue(client, business, **extra):
+    token = once_token(client.get(reverse(ADD)))
+    return client.post(reverse(ADD), {**_form(business, **extra), "once": token}), token
+
+
+def test_issue_form_offers_scopes_as_checkboxes_and_the_default_rate_cap(
+    client, issuer, business, settings
+):
+    page = client.get(reverse(ADD) + f"?business={business.pk}")
+    html = page.content.decode()
+    for scope in settings.CREDENTIAL_SCOPES:
+        assert f'type="checkbox" name="scopes" value="{scope}"' in html
+    assert f'value="{settings.DEFAULT_RATE_LIMIT_PER_MINUTE}"' in html
+    assert f'<option value="{business.pk}" selected>' in html
+
+
+def test_issue_shows_keys_authorization_and_curl_once_in_the_post_response(
+    client, issuer, business
+):
+    response, _ = _issue(client, business)
+
+    assert response.status_code == 200  # the page itself, not a redirect carrying the secret
+    credential = Credential.objects.get()
+    [secret] = set(secrets_in(response))
+    assert crypto.verify_secret(credential.secret_hash, secret).ok
+    html = response.content.decode()
+    basic = base64.b64encode(f"{credential.partner_key}:{secret}".encode()).decode()
+    assert f"Authorization: Basic {basic}" in html
+    assert f"curl -u '{credential.partner_key}:{secret}'" in html
+    assert "only time this secret is shown" in html
+    assert html.count('data-copy="') == 4
+    assert credential.scopes == ["orders:read", "menu:read"]
+    assert credential.rate_limit_per_minute == 120
+    assert credential.label == "Till sync"
+
+
+def test_secret_page_is_not_cached_and_sends_no_referrer(client, issuer, business):
+    response, _ = _issue(client, business)
+    cache_control = {part.strip() for part in response["Cache-Control"].split(",")}
+    assert {"no-store", "private", "max-age=0"} <= cache_control
+    assert response["Referrer-Policy"] == "no-referrer"
+
+
+def test_secret_is_not_in_session_messages_audit_or_url(client, issuer, business):
+    response, _ = _issue(client, business)
+    [secret] = set(secrets_in(response))
+
+    for session in Session.objects.all():
+        assert secret not in json.dumps(session.get_decoded())
+        assert secret not in session.session_data
+    for cookie in client.cookies.values():
+        assert secret not in cookie.value
+    messages_cookie = client.cookies.get(CookieStorage.cookie_name)
+    assert messages_cookie is None or secret not in messages_cookie.value
+    for event in AuditEvent.objects.all():
+        assert secret not in json.dumps(event.details)
+    assert not response.has_header("Location")
+    # Any page loaded afterwards (the message framework would deliver here) has no secret.
+    assert (
+        secret
+        not in client.get(reverse("admin:credentials_credential_changelist")).content.decode()
+    )
+
+
+def test_double_submit_issues_one_credential_and_shows_no_secret_the_second_time(
+    client, issuer, business
+):
+    first, token = _issue(client, business)
+    second = client.post(reverse(ADD), {**_form(business), "once": token})
+
+    assert Credential.objects.count() == 1
+    assert AuditEvent.objects.filter(action="credential.issued").count() == 1
+    assert second.status_code == 409
+    assert secrets_in(second) == []
+    html = second.content.decode()
+    assert "already submitted" in html
+    credential = Credential.objects.get()
+    assert reverse("admin:credentials_credential_change", args=[credential.pk]) in html
+    assert second["Cache-Control"].count("no-store") == 1
+
+
+def test_a_forged_or_missing_token_issues_nothing(client, issuer, business):
+    client.get(reverse(ADD))
+    response = client.post(reverse(ADD), {**_form(business), "once": "made-up"})
+    assert response.status_code == 409
+    assert not Credential.objects.exists()
+    response = client.post(reverse(ADD), _form(business))
+    assert response.status_code == 200  # the form again, with the missing field flagged
+    assert not Credential.objects.exists()
+
+
+def test_a_refused_issue_leaves_the_token_usable(client, issuer, business):
+    token = once_token(client.get(reverse(ADD)))
+    invalid = client.post(reverse(ADD), {**_form(business, scopes=[]), "once": token})
+    assert invalid.status_code == 200
+    assert b"This field is required" in invalid.content
+    assert not Credential.objects.exists()
+
+    valid = client.post(reverse(ADD), {**_form(business), "once": token})
+    assert valid.status_code == 200
+    assert len(set(secrets_in(valid))) == 1
+    assert Credential.objects.count() == 1
+
+
+def test_a_domain_error_rolls_back_and_keeps_the_token_pending(
+    client, issuer, business, monkeypatch
+):
+    from credentials import services
+
+    def refuse(**kwargs):
+        raise services.NotFound("business not found")
+
+    token = once_token(client.get(reverse(ADD)))
+    monkeypatch.setattr(services, "credential_issue", refuse)
+    refused = client.post(reverse(ADD), {**_form(business), "once": token})
+    assert refused.status_code == 200
+    assert b"business not found" in refused.content
+    monkeypatch.undo()
+
+    valid = client.post(reverse(ADD), {**_form(business), "once": token})
+    assert len(set(secrets_in(valid))) == 1
+
+
+def test_expiry_in_the_past_is_refused_with_a_message(client, issuer, business):
+    response, _ = _issue(client, business, expires_at="2001-01-01T00:00")
+    assert response.status_code == 200
+    assert b"The expiry must be in the future." in response.content
+    assert not Credential.objects.exists()
+
+
+def test_expiry_is_stored_as_utc(client, issuer, business):
+    response, _ = _issue(client, business, expires_at="2099-05-01T12:30")
+    credential = Credential.objects.get()
+    assert credential.expires_at.isoformat() == "2099-05-01T12:30:00+00:00"
+
+
+def test_audit_event_records_the_operator_request_and_address(client, issuer, business):
+    token = once_token(client.get(reverse(ADD)))
+    client.post(
+        reverse(ADD),
+        {**_form(business), "once": token},
+        HTTP_X_REQUEST_ID="req-console-1",
+        REMOTE_ADDR="10.1.2.3",
+    )
+    event = AuditEvent.objects.get(action="credential.issued")
+    assert event.actor == issuer
+    assert event.request_id == "req-console-1"
+    assert event.source_ip == "10.1.2.3"
+
+
+def test_issue_view_marks_post_parameters_sensitive(client, issuer, business):
+    from django.views.debug import SafeExceptionReporterFilter
+
+    response, _ = _issue(client, business)
+    request = response.wsgi_request
+    assert request.sensitive_post_parameters == "__ALL__"
+    cleansed = SafeExceptionReporterFilter().get_post_parameters(request)
+    assert set(cleansed.values()) == {SafeExceptionReporterFilter.cleansed_substitute}
