@@ -19,6 +19,7 @@ from .filters import ActorFilter, CredentialFilter, DateRangeFilter
 
 EXPORT_CHUNK_SIZE = 2000
 CSV_COLUMNS = [
+    "id",
     "occurred_at",
     "action",
     "actor",
@@ -53,6 +54,7 @@ def csv_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
             [
                 csv_safe(value)
                 for value in (
+                    event.pk,
                     event.occurred_at.isoformat(),
                     event.action,
                     event.actor_username,
