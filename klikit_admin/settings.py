@@ -175,6 +175,45 @@ CREDENTIAL_SCOPES = env_list(
 DEFAULT_RATE_LIMIT_PER_MINUTE = env_int("DEFAULT_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
 
 # --- Gateway --------------------------------------------------------------------------------
+# The verification endpoints under /api/v1/ (docs/gateway.md explains every value).
+# Tokens the gateway presents in X-Gateway-Token; several may be valid at once so the gateway's
+# token can change without downtime. None configured: the endpoints answer 503.
+GATEWAY_TOKENS = env_list("GATEWAY_TOKENS", [])
+if any(len(token) < 16 for token in GATEWAY_TOKENS):
+    raise ImproperlyConfigured("Environment variable GATEWAY_TOKENS: each token needs >= 16 chars.")
+# Argon2-free warm path: per-process digests of verified secrets, evicted when idle for the TTL.
+GATEWAY_WARM_CACHE = env_bool("GATEWAY_WARM_CACHE", True)
+GATEWAY_WARM_CACHE_SIZE = env_int("GATEWAY_WARM_CACHE_SIZE", 10_000, minimum=1)
+GATEWAY_WARM_CACHE_TTL = env_int("GATEWAY_WARM_CACHE_TTL", 900, minimum=1)  # seconds idle
+# Failed-attempt guard: past LIMIT wrong secrets per partner_key (NIST SP 800-63B: at most 100)
+# within two consecutive WINDOWs, checks that miss the warm cache get 429 without argon2.
+GATEWAY_FAILED_ATTEMPT_LIMIT = env_int("GATEWAY_FAILED_ATTEMPT_LIMIT", 20, minimum=1, maximum=100)
+GATEWAY_FAILED_ATTEMPT_WINDOW = env_int("GATEWAY_FAILED_ATTEMPT_WINDOW", 300, minimum=1)
+# argon2 verifications running at once per process; overflow waits at most WAIT_MS, then 429.
+GATEWAY_ARGON2_CONCURRENCY = env_int("GATEWAY_ARGON2_CONCURRENCY", 2, minimum=1)
+GATEWAY_ARGON2_WAIT_MS = env_int("GATEWAY_ARGON2_WAIT_MS", 100, minimum=0, maximum=10_000)
+# The gateway must never redirect, even if HTTPS redirection is turned on for the console.
+SECURE_REDIRECT_EXEMPT = [r"^api/"]
+# A bounded answer when the database is down or slow, and persistent connections that survive
+# its restart (the health check reconnects a connection that died in between).
+DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 2, minimum=1, maximum=60)  # seconds
+DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 2000, minimum=0)  # 0: none
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 600, minimum=0)  # seconds
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("DB_CONN_HEALTH_CHECKS", True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _db_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _db_options.setdefault("connect_timeout", DB_CONNECT_TIMEOUT)
+    if DB_STATEMENT_TIMEOUT_MS:
+        _db_options["options"] = (
+            f"{_db_options.get('options', '')} -c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
+        ).strip()
+# A Redis rate-limit store that hangs must not hang the gateway: bounded socket timeouts, after
+# which the rate cap falls back to per-process counting (credentials/ratelimit.py).
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    _cache_options = CACHES["default"].setdefault("OPTIONS", {})
+    _cache_options.setdefault("socket_connect_timeout", 0.5)
+    _cache_options.setdefault("socket_timeout", 0.5)
+
 
 # --- Operator console -----------------------------------------------------------------------
 # Operator sessions end after SESSION_IDLE_TIMEOUT_SECONDS without a request: the cookie's
