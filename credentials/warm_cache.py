@@ -1,0 +1,106 @@
+"""The argon2-free warm path: a bounded, per-process memory of secrets already verified.
+
+After argon2 has accepted a secret for a credential at a given ``secret_version``, the worker
+keeps ``HMAC-SHA256(process key, secret)`` under ``(credential id, secret_version)``. A later
+request presenting the same secret for the same version is accepted by comparing digests in
+constant time: no argon2. The process key is random, lives only in this process's memory and is
+renewed in every forked child, so a digest is useless outside the process that made it; the
+secret itself is never kept.
+
+What keeps this correct:
+
+* The gateway reads the credential's current row on every request, so a rotation (a new
+  ``secret_version``) misses by construction, and revocation, scopes, expiry and the business are
+  checked against the row, never against this cache.
+* For one ``(credential, secret_version)`` exactly one secret is right, so an entry is the whole
+  truth about that version; entries are evicted when idle for ``GATEWAY_WARM_CACHE_TTL`` seconds
+  or when the cache holds ``GATEWAY_WARM_CACHE_SIZE`` entries (least recently used first).
+* ``GATEWAY_WARM_CACHE = False`` turns it off: every check runs argon2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.views.decorators.debug import sensitive_variables
+
+
+class WarmCache:
+    """An LRU of keyed secret digests with an idle TTL, safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[int, int], tuple[bytes, float]] = OrderedDict()
+        self._key = secrets.token_bytes(32)
+
+    @sensitive_variables("secret")
+    def _digest(self, secret: str) -> bytes:
+        return hmac.new(self._key, secret.encode("utf-8"), hashlib.sha256).digest()
+
+    @sensitive_variables("secret")
+    def contains(self, credential_id: int, secret_version: int, secret: str) -> bool:
+        """Tell whether `secret` is the one verified for this credential and version."""
+        if not settings.GATEWAY_WARM_CACHE:
+            return False
+        key = (credential_id, secret_version)
+        digest = self._digest(secret)
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return False
+            stored, expires_at = entry
+            if expires_at <= now:
+                del self._entries[key]
+                return False
+            if not hmac.compare_digest(stored, digest):
+                return False
+            # Idle expiry: a secret in steady use stays warm (the failed-attempt guard relies on
+            # it to never lock out the real partner).
+            self._entries[key] = (stored, now + settings.GATEWAY_WARM_CACHE_TTL)
+            self._entries.move_to_end(key)
+            return True
+
+    @sensitive_variables("secret")
+    def remember(self, credential_id: int, secret_version: int, secret: str) -> None:
+        """Record that argon2 accepted `secret` for this credential and version."""
+        if not settings.GATEWAY_WARM_CACHE:
+            return
+        digest = self._digest(secret)
+        expires_at = time.monotonic() + settings.GATEWAY_WARM_CACHE_TTL
+        limit = settings.GATEWAY_WARM_CACHE_SIZE
+        with self._lock:
+            self._entries[(credential_id, secret_version)] = (digest, expires_at)
+            self._entries.move_to_end((credential_id, secret_version))
+            while len(self._entries) > limit:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget every digest and draw a new process key."""
+        with self._lock:
+            self._entries.clear()
+            self._key = secrets.token_bytes(32)
+
+
+warm_cache = WarmCache()
+
+# A forked worker must not share its parent's key (gunicorn --preload) nor its entries.
+os.register_at_fork(after_in_child=warm_cache.clear)
+
+
+@receiver(setting_changed)
+def _reset_on_setting_change(*, setting: str, **kwargs) -> None:
+    if setting.startswith("GATEWAY_WARM_CACHE"):
+        warm_cache.clear()
