@@ -1,0 +1,344 @@
+"""The verification decision: who is this partner, and may they do this? No HTTP here.
+
+:func:`decide` takes the partner's ``Authorization`` value and an optional scope and returns a
+:class:`Decision`, checking in this order (docs/gateway.md has the full contract):
+
+1. The header is strict HTTP Basic (RFC 7617) carrying ``partner_key:secret``; anything else is
+   ``auth_missing`` without any database or argon2 work.
+2. A partner_key or secret that cannot be one we issued (format, checksum) is
+   ``auth_invalid_credential``, still without database or argon2 work.
+3. One parameterized, indexed query reads the credential's current row joined with its business.
+   No credential state is cached anywhere, so a committed rotation, revocation or scope change
+   is seen by every worker on its next request. A database error is ``downstream_unavailable``.
+4. The secret: a digest already in the warm cache for this ``secret_version`` passes without
+   argon2; otherwise, unless the failed-attempt guard has tripped for this partner_key (429) or
+   this process already runs its bound of argon2 computations (429), argon2 decides. Unknown
+   keys cost one dummy verification, so they take as long as known ones. Wrong:
+   ``auth_invalid_credential``, the same answer as an unknown key.
+5. Only then the status: revoked or expired is ``auth_revoked`` (a wrong secret never learns
+   it), a scope not granted is ``auth_forbidden``, and past the per-minute cap the answer is
+   ``rate_limit_exceeded``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.db import DatabaseError, connection
+from django.dispatch import receiver
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from . import crypto, ratelimit, services
+from .models import Business, Credential
+from .ratelimit import RateState
+from .usage import recorder
+from .warm_cache import warm_cache
+
+logger = logging.getLogger("klikit.gateway")
+
+MAX_HEADER_LENGTH = 1024
+
+AUTH_MISSING = "auth_missing"
+AUTH_INVALID = "auth_invalid_credential"
+AUTH_REVOKED = "auth_revoked"
+AUTH_FORBIDDEN = "auth_forbidden"
+RATE_LIMITED = "rate_limit_exceeded"
+DOWNSTREAM = "downstream_unavailable"
+
+MESSAGES = {
+    AUTH_MISSING: "Send HTTP Basic credentials: the partner key and the secret key.",
+    AUTH_INVALID: "The partner key or the secret key is not valid.",
+    AUTH_REVOKED: "This credential has been revoked or has expired.",
+    AUTH_FORBIDDEN: "This credential is not granted the requested scope.",
+    DOWNSTREAM: "The credential store is unavailable; retry shortly.",
+}
+STATUSES = {
+    AUTH_MISSING: 401,
+    AUTH_INVALID: 401,
+    AUTH_REVOKED: 403,
+    AUTH_FORBIDDEN: 403,
+    RATE_LIMITED: 429,
+    DOWNSTREAM: 502,
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one request. `code` is None when the request is allowed."""
+
+    status: int
+    code: str | None = None
+    message: str = ""
+    partner_key: str | None = None
+    business_id: int | None = None
+    scopes: tuple[str, ...] = ()
+    secret_version: int | None = None
+    rate: RateState | None = None
+    retry_after: int | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.code is None
+
+
+def _deny(code: str, partner_key: str | None = None, **kwargs) -> Decision:
+    kwargs.setdefault("message", MESSAGES.get(code, ""))
+    return Decision(status=STATUSES[code], code=code, partner_key=partner_key, **kwargs)
+
+
+class DownstreamUnavailable(Exception):
+    """The database could not answer in time."""
+
+
+# --- 1. strict HTTP Basic -------------------------------------------------------------------
+
+# Scheme, one or more spaces (RFC 7235's 1*SP; not a tab), and a canonical-looking token68.
+_BASIC_RE = re.compile(r"([A-Za-z]+) +([A-Za-z0-9+/]+={0,2})")
+
+
+@sensitive_variables("value", "token", "decoded", "text", "secret")
+def parse_basic(value: str | None) -> tuple[str, str] | None:
+    """Return ``(partner_key, secret)`` from an HTTP Basic value, or None when it is not one.
+
+    Strict where Python's defaults are lenient: ``b64decode`` drops characters outside the
+    alphabet and ignores data after the padding, so the token must match the alphabet, have
+    correct padding and re-encode to itself. The payload must be UTF-8 without control
+    characters, split at its first colon (RFC 7617), with neither part empty. Nothing is
+    trimmed or case-folded: a secret with a trailing space is simply a different secret.
+    """
+    if not value or len(value) > MAX_HEADER_LENGTH:
+        return None
+    match = _BASIC_RE.fullmatch(value)
+    if match is None or match.group(1).lower() != "basic":
+        return None
+    token = match.group(2)
+    if len(token) % 4:
+        return None
+    try:
+        decoded = base64.b64decode(token, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if base64.b64encode(decoded).decode("ascii") != token:
+        return None  # non-zero padding bits: not the canonical encoding of anything
+    try:
+        text = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        return None
+    partner_key, colon, secret = text.partition(":")
+    if not colon or not partner_key or not secret:
+        return None
+    return partner_key, secret
+
+
+# --- 3. the one query -----------------------------------------------------------------------
+
+_C = Credential._meta.db_table
+_B = Business._meta.db_table
+
+
+def _sql() -> str:
+    q = connection.ops.quote_name
+    return (
+        f"SELECT c.id, c.status, c.secret_hash, c.secret_version, c.scopes,"
+        f" c.rate_limit_per_minute,"
+        f" CASE WHEN c.expires_at IS NOT NULL AND c.expires_at <= %s THEN 1 ELSE 0 END,"
+        f" b.business_id"
+        f" FROM {q(_C)} c JOIN {q(_B)} b ON b.id = c.business_id"
+        f" WHERE c.partner_key = %s"
+    )
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    active: bool
+    expired: bool
+    secret_hash: str
+    secret_version: int
+    scopes: tuple[str, ...]
+    rate_limit: int
+    business_id: int
+
+
+def _load(partner_key: str) -> _Row | None:
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_sql(), [now, partner_key])
+            row = cursor.fetchone()
+    except DatabaseError as exc:
+        logger.warning("credential lookup failed: %s", type(exc).__name__)
+        # Start the next request on a fresh connection; inside a transaction (tests) the
+        # owner of the transaction decides.
+        if not connection.in_atomic_block:
+            try:
+                connection.close()
+            except DatabaseError:
+                pass
+        raise DownstreamUnavailable from exc
+    if row is None:
+        return None
+    cid, status, secret_hash, version, scopes, rate_limit, expired, business_id = row
+    if isinstance(scopes, str | bytes):
+        scopes = json.loads(scopes)
+    return _Row(
+        id=cid,
+        active=status == Credential.Status.ACTIVE,
+        expired=bool(expired),
+        secret_hash=secret_hash,
+        secret_version=version,
+        scopes=tuple(scopes),
+        rate_limit=rate_limit,
+        business_id=business_id,
+    )
+
+
+# --- 4. the secret --------------------------------------------------------------------------
+
+_semaphore_lock = threading.Lock()
+_semaphore: threading.BoundedSemaphore | None = None
+
+
+def argon2_semaphore() -> threading.BoundedSemaphore:
+    """The per-process bound on concurrent argon2 verifications."""
+    global _semaphore
+    with _semaphore_lock:
+        if _semaphore is None:
+            _semaphore = threading.BoundedSemaphore(settings.GATEWAY_ARGON2_CONCURRENCY)
+        return _semaphore
+
+
+@receiver(setting_changed)
+def _reset_semaphore(*, setting: str, **kwargs) -> None:
+    global _semaphore
+    if setting == "GATEWAY_ARGON2_CONCURRENCY":
+        _semaphore = None
+
+
+_BUSY = _deny(
+    RATE_LIMITED, message="Too many verifications in progress; retry shortly.", retry_after=1
+)
+
+
+@sensitive_variables("secret", "row")
+def _check_secret(partner_key: str, secret: str, row: _Row | None) -> Decision | None:
+    """Return None when `secret` is right for `row`, else the denial. `row` None: unknown key."""
+    if row is not None and warm_cache.contains(row.id, row.secret_version, secret):
+        return None
+    failures, retry_after = ratelimit.guard_check(partner_key)
+    if retry_after is not None:
+        if row is not None:
+            recorder.record_failure(row.id, row.secret_version, "failed_attempt_guard")
+        return _deny(
+            RATE_LIMITED,
+            partner_key,
+            message="Too many failed attempts for this partner key; retry later.",
+            retry_after=retry_after,
+        )
+    semaphore = argon2_semaphore()
+    if not semaphore.acquire(timeout=settings.GATEWAY_ARGON2_WAIT_MS / 1000):
+        logger.warning("argon2 concurrency bound reached; refusing a verification")
+        return _BUSY
+    try:
+        if row is None:
+            crypto.dummy_verify()
+            ratelimit.guard_record_failure(partner_key)
+            return _deny(AUTH_INVALID, partner_key)
+        verification = crypto.verify_secret(row.secret_hash, secret)
+        if verification.ok and verification.needs_rehash:
+            _upgrade_hash(row, secret)
+    finally:
+        semaphore.release()
+    if verification.malformed_hash:
+        logger.error("stored hash of %s cannot be used; refusing (fail closed)", partner_key)
+        recorder.record_failure(row.id, row.secret_version, "unparsable_hash")
+        return _deny(AUTH_INVALID, partner_key)
+    if not verification.ok:
+        ratelimit.guard_record_failure(partner_key)
+        recorder.record_failure(row.id, row.secret_version, "wrong_secret")
+        return _deny(AUTH_INVALID, partner_key)
+    warm_cache.remember(row.id, row.secret_version, secret)
+    if failures:
+        ratelimit.guard_clear(partner_key)
+    return None
+
+
+@sensitive_variables("secret", "row")
+def _upgrade_hash(row: _Row, secret: str) -> None:
+    """Store a hash with the current argon2 parameters; a failure here denies nothing."""
+    try:
+        services.credential_upgrade_hash(
+            credential_id=row.id,
+            secret_version=row.secret_version,
+            old_hash=row.secret_hash,
+            secret=secret,
+        )
+    except Exception as exc:
+        logger.warning(
+            "could not upgrade the hash of credential %s: %s", row.id, type(exc).__name__
+        )
+
+
+# --- the decision ---------------------------------------------------------------------------
+
+
+@sensitive_variables("authorization", "parsed", "secret", "row")
+def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
+    """Decide whether the partner presenting `authorization` may act with `scope`.
+
+    `scope` must already be a name from the catalog (the HTTP layer answers ``request_invalid``
+    otherwise). Raises :class:`DownstreamUnavailable` when the database cannot answer.
+    """
+    parsed = parse_basic(authorization)
+    if parsed is None:
+        return _deny(AUTH_MISSING)
+    partner_key, secret = parsed
+    if not crypto.is_well_formed_partner_key(partner_key):
+        return _deny(AUTH_INVALID)
+    if not crypto.is_well_formed_secret(secret):
+        return _deny(AUTH_INVALID, partner_key)
+
+    row = _load(partner_key)
+    denial = _check_secret(partner_key, secret, row)
+    if denial is not None:
+        return denial
+
+    if not row.active or row.expired:
+        recorder.record_failure(
+            row.id, row.secret_version, "revoked" if not row.active else "expired"
+        )
+        return _deny(AUTH_REVOKED, partner_key)
+    if scope is not None and scope not in row.scopes:
+        recorder.record_failure(row.id, row.secret_version, "forbidden_scope")
+        return _deny(AUTH_FORBIDDEN, partner_key)
+    rate = ratelimit.hit_rate_cap(row.id, row.rate_limit)
+    if rate.exceeded:
+        recorder.record_failure(row.id, row.secret_version, "rate_limited")
+        return _deny(
+            RATE_LIMITED,
+            partner_key,
+            message="The rate limit of this credential is exceeded; retry later.",
+            rate=rate,
+            retry_after=rate.reset,
+        )
+    recorder.record_use(row.id)
+    return Decision(
+        status=200,
+        partner_key=partner_key,
+        business_id=row.business_id,
+        scopes=row.scopes,
+        secret_version=row.secret_version,
+        rate=rate,
+    )
