@@ -3,6 +3,11 @@
 from django.contrib import admin
 from django.urls import path
 
+from credentials import api
+
 urlpatterns = [
+    # The gateway's endpoints (and a JSON 404 for anything else under /api/).
+    *api.urlpatterns,
+    # The console's catch-all must stay last.
     path("", admin.site.urls),
 ]
