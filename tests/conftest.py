@@ -90,3 +90,63 @@ def issue(actor, business):
         return services.credential_issue(actor=actor, **kwargs)
 
     return make
+
+
+# --- Gateway (issue 3) -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def gateway(settings):
+    """Gateway settings for tests (one token, a small guard) and clean per-process state."""
+    from django.core.cache import cache
+
+    from credentials import ratelimit, usage, warm_cache
+    from tests.gateway_helpers import TOKEN
+
+    settings.GATEWAY_TOKENS = [TOKEN]
+    settings.GATEWAY_WARM_CACHE = True
+    settings.GATEWAY_FAILED_ATTEMPT_LIMIT = 5
+    settings.GATEWAY_FAILED_ATTEMPT_WINDOW = 300
+    warm_cache.warm_cache.clear()
+    ratelimit.store.reset()
+    usage.recorder.reset()
+    if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+        cache.clear()
+    yield settings
+    warm_cache.warm_cache.clear()
+    ratelimit.store.reset()
+    usage.recorder.reset()
+    # Only ever clear local memory: a test may still point the cache at a shared Redis.
+    if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+        cache.clear()
+
+
+REDIS_TEST_URL = "redis://127.0.0.1:6379/1"
+
+
+@pytest.fixture
+def gateway_redis(gateway, settings):
+    """Point Django's cache at the machine's Redis (database 1) under a per-test key prefix."""
+    import uuid
+    from types import SimpleNamespace
+
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        reachable = bool(client.ping())
+    except redis.RedisError:
+        reachable = False
+    require("redis", reachable, f"needs Redis at {REDIS_TEST_URL}")
+    prefix = f"klikit-test-{uuid.uuid4().hex}"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_TEST_URL,
+            "KEY_PREFIX": prefix,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    yield SimpleNamespace(url=REDIS_TEST_URL, prefix=prefix, client=client)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
