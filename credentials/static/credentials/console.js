@@ -37,6 +37,21 @@
     }
   });
 
+  // A form that creates a secret is sent once: a double click would otherwise send it twice,
+  // the browser would show the answer to the second (refused) submission, and the secret in
+  // the answer to the first would be lost. The server refuses a second submission anyway.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches("form[data-submit-once]")) {
+      return;
+    }
+    if (form.dataset.submitted) {
+      event.preventDefault();
+      return;
+    }
+    form.dataset.submitted = "1";
+  });
+
   // Leaving the page that shows a secret removes the secret from it, so a page restored
   // from the back/forward cache has nothing to show; such a restore then moves on to the
   // credential's page.
@@ -44,9 +59,15 @@
     document.querySelectorAll("[data-secret]").forEach(function (node) { node.remove(); });
   });
   window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) {
+      return;
+    }
     var page = document.querySelector("[data-secret-page]");
-    if (page && event.persisted) {
+    if (page) {
       window.location.replace(page.dataset.after);
     }
+    document.querySelectorAll("form[data-submitted]").forEach(function (form) {
+      delete form.dataset.submitted;
+    });
   });
 })();
