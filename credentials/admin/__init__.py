@@ -12,4 +12,5 @@ admin.site.site_header = "klikit credentials"
 admin.site.site_title = "klikit credentials"
 admin.site.index_title = "Operator console"
 admin.site.site_url = None  # there is no public site to link to
+admin.site.enable_nav_sidebar = False  # the lists are wide; the home page links every model
 admin.site.disable_action("delete_selected")  # deletes would bypass the services

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 
@@ -71,7 +72,7 @@ def csv_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = [
-        "occurred_at",
+        "when",
         "action",
         "actor_username",
         "business_link",
@@ -79,7 +80,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         "source_ip",
         "request_id",
     ]
-    list_display_links = ["occurred_at"]
+    list_display_links = ["when"]
     list_filter = ["action", ActorFilter, "business", CredentialFilter, DateRangeFilter]
     list_select_related = ["business", "credential"]
     search_fields = ["actor_username", "credential__partner_key", "business__name", "request_id"]
@@ -111,6 +112,10 @@ class AuditEventAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="when (UTC)", ordering="occurred_at")
+    def when(self, event: AuditEvent) -> str:
+        return event.occurred_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
     @admin.display(description="business", ordering="business__business_id")
     def business_link(self, event: AuditEvent):
         if event.business is None:
@@ -137,7 +142,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         ]
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = extra_context or {}
+        extra_context = {"title": "Audit log", **(extra_context or {})}
         extra_context["export_url"] = (
             reverse("admin:credentials_auditevent_export") + "?" + request.GET.urlencode()
         )

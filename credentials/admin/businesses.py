@@ -12,14 +12,14 @@ from django.utils.html import format_html
 from .. import services
 from ..forms import BusinessForm
 from ..models import Business
-from .common import actor_for
+from .common import actor_for, short_datetime
 from .mixins import ServiceWritesMixin
 
 
 @admin.register(Business)
 class BusinessAdmin(ServiceWritesMixin, admin.ModelAdmin):
     form = BusinessForm
-    list_display = ["business_id", "name", "credential_count", "created_at"]
+    list_display = ["business_id", "name", "credential_count", "created"]
     list_display_links = ["business_id", "name"]
     search_fields = ["name", "=business_id"]
     search_help_text = "Name or klikit business id."
@@ -34,6 +34,14 @@ class BusinessAdmin(ServiceWritesMixin, admin.ModelAdmin):
         return format_html(
             '<a href="{}?business__id__exact={}">{}</a>', url, obj.pk, obj._credential_count
         )
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, obj: Business) -> str:
+        return short_datetime(obj.created_at)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": "Businesses", **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
     def get_fields(self, request, obj=None):
         if obj is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 import uuid
 
@@ -16,6 +17,13 @@ from .. import services
 from ..models import Credential
 
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def short_datetime(value: dt.datetime | None) -> str:
+    """A compact UTC timestamp for list columns (the locale's long format wraps)."""
+    if value is None:
+        return "-"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def request_id(request: HttpRequest) -> str:

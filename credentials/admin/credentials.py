@@ -8,6 +8,8 @@ templates only hide what the server refuses anyway. Every write is a service cal
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -22,7 +24,7 @@ from .. import services
 from ..forms import CredentialEditForm, CredentialIssueForm, RevokeForm, RotateForm
 from ..models import Credential
 from . import once
-from .common import actor_for, no_store, render_secret_once
+from .common import actor_for, no_store, render_secret_once, short_datetime
 from .filters import ExpiryFilter, ScopeFilter
 from .mixins import ServiceWritesMixin
 
@@ -55,8 +57,8 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         "label",
         "scopes_display",
         "status_display",
-        "last_used_at",
-        "created_at",
+        "last_used",
+        "created",
     ]
     list_select_related = ["business"]
     list_filter = ["status", ScopeFilter, ExpiryFilter, "business"]
@@ -106,6 +108,18 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         state = "revoked" if obj.is_revoked else "expired" if obj.is_expired() else "active"
         return format_html('<span class="status status-{}">{}</span>', state, state)
 
+    @admin.display(description="last used (UTC)", ordering="last_used_at")
+    def last_used(self, obj: Credential) -> str:
+        return short_datetime(obj.last_used_at)
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, obj: Credential) -> str:
+        return short_datetime(obj.created_at)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": "Credentials", **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
     # --- detail and edit -------------------------------------------------------------------
 
     def get_fieldsets(self, request, obj=None):
@@ -126,13 +140,13 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _detail_context(self, request, credential: Credential) -> dict:
+        events = credential.audit_events.order_by("-occurred_at", "-id")[:AUDIT_TRAIL_LENGTH]
         return {
             "can_rotate": self.has_rotate_permission(request, credential),
             "can_revoke": self.has_revoke_permission(request, credential),
-            "audit_trail": credential.audit_events.order_by("-occurred_at", "-id")[
-                :AUDIT_TRAIL_LENGTH
-            ],
+            "audit_trail": [(event, json.dumps(event.details, sort_keys=True)) for event in events],
             "audit_trail_url": _audit_url(credential),
+            "show_save_and_add_another": False,  # "add" is issuing, not a form to repeat
         }
 
     def save_model(self, request, obj, form, change):
