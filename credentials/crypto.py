@@ -163,6 +163,8 @@ def verify_secret(encoded: str, secret: str) -> Verification:
     A hash that is not argon2id, or cannot be parsed, fails closed and is logged (without the
     hash). ``needs_rehash`` is set on success when the hash was made with other parameters.
     """
+    if not isinstance(secret, str):
+        return Verification(ok=False)
     if not isinstance(encoded, str) or not encoded.startswith("$argon2id$"):
         logger.error("stored secret hash is not an argon2id hash; refusing")
         dummy_verify()

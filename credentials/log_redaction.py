@@ -13,7 +13,8 @@ _PATTERNS = [
     # Our secret format: sk_ + base62 (see credentials.crypto).
     re.compile(r"sk_[0-9A-Za-z]{20,}"),
     # Authorization header values, in any form a log line could carry them.
-    re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{8,}"),
+    # (16+ token characters, so prose like "basic authentication" stays readable).
+    re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{16,}"),
     # argon2 encoded hashes.
     re.compile(r"\$argon2(id|i|d)\$[^\s'\"]+"),
 ]

@@ -226,3 +226,11 @@ def test_upgrade_hash_does_nothing_for_a_revoked_credential(issue, actor):
     assert _upgrade(credential, secret) is False
     assert Credential.objects.get(pk=credential.pk).secret_hash == credential.secret_hash
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.CREDENTIAL_HASH_UPGRADED)
+
+
+@pytest.mark.parametrize("secret", [None, b"sk_bytes", 42])
+def test_verify_refuses_a_non_text_secret_without_blaming_the_hash(secret):
+    encoded = crypto.hash_secret(crypto.generate_secret())
+    result = crypto.verify_secret(encoded, secret)
+    assert result.ok is False
+    assert result.malformed_hash is False

@@ -106,3 +106,8 @@ def test_the_configured_console_handler_redacts_what_reaches_it(secret):
     assert "leaked" in output
     assert MASK in output
     assert secret not in output
+
+
+def test_redact_keeps_prose_about_basic_authentication():
+    text = "Basic authentication failed for pk_x; Bearer tokens are not accepted"
+    assert redact(text) == text
