@@ -182,7 +182,7 @@ class Server:
 
     def worker_of(self, request_id: str, timeout: float = 5.0) -> str:
         """Return the pid of the worker that answered `request_id` (from the access log)."""
-        pattern = re.compile(rf"access pid=(\d+) rid={re.escape(request_id)} ")
+        pattern = re.compile(rf"access pid=<?(\d+)>? rid={re.escape(request_id)} ")
         deadline = time.monotonic() + timeout
         while True:
             match = pattern.search(self.log())
