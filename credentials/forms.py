@@ -63,7 +63,7 @@ class BusinessForm(forms.ModelForm):
     class Meta:
         model = Business
         fields = ["business_id", "name"]
-        labels = {"business_id": "klikit business id"}
+        labels = {"business_id": "Business id (klikit)"}
 
 
 class CredentialIssueForm(forms.Form):
@@ -111,7 +111,9 @@ class TypedPartnerKeyForm(forms.Form):
     confirm_partner_key = forms.CharField(
         label="Type the partner key to confirm",
         max_length=64,
-        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "class": "vTextField"}
+        ),
     )
 
     def __init__(self, *args, credential: Credential, **kwargs):

@@ -109,3 +109,12 @@ def test_no_bulk_delete_action_on_businesses(client, business):
     )
     assert Business.objects.filter(pk=business.pk).exists()
     assert response.status_code in (200, 302)
+
+
+def test_history_leads_to_the_business_audit_trail(client, business):
+    login_as(client, "viewer")
+    response = client.get(reverse("admin:credentials_business_history", args=[business.pk]))
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"?business__id__exact={business.pk}")
+    page = client.get(response["Location"])
+    assert "Business created" in page.content.decode()

@@ -193,3 +193,40 @@ def test_issue_view_marks_post_parameters_sensitive(client, issuer, business):
     assert request.sensitive_post_parameters == "__ALL__"
     cleansed = SafeExceptionReporterFilter().get_post_parameters(request)
     assert set(cleansed.values()) == {SafeExceptionReporterFilter.cleansed_substitute}
+
+
+def test_an_error_while_showing_the_secret_leaves_it_out_of_the_error_report(
+    client, issuer, business, monkeypatch, settings, caplog
+):
+    import sys
+
+    from django.core.signals import got_request_exception
+    from django.views.debug import ExceptionReporter
+
+    from credentials.admin import common
+
+    settings.DEBUG = False
+    known = crypto.generate_secret()
+    monkeypatch.setattr(crypto, "generate_secret", lambda: known)
+
+    def broken_render(request, template, context, **kwargs):
+        raise RuntimeError("template engine broke")
+
+    monkeypatch.setattr(common, "render", broken_render)
+    reports = []
+
+    def capture(sender, request, **kwargs):
+        reports.append(ExceptionReporter(request, *sys.exc_info()).get_traceback_html())
+
+    got_request_exception.connect(capture)
+    client.raise_request_exception = False
+    try:
+        token = once_token(client.get(reverse(ADD)))
+        response = client.post(reverse(ADD), {**_form(business), "once": token})
+    finally:
+        got_request_exception.disconnect(capture)
+    assert response.status_code == 500
+    assert reports and "template engine broke" in reports[0]
+    assert "render_secret_once" in reports[0]  # the frame is there, its variables are not
+    assert known not in reports[0]
+    assert known not in caplog.text

@@ -78,7 +78,6 @@ class AuditEventAdmin(admin.ModelAdmin):
         "business_link",
         "credential_link",
         "source_ip",
-        "request_id",
     ]
     list_display_links = ["when"]
     list_filter = ["action", ActorFilter, "business", CredentialFilter, DateRangeFilter]

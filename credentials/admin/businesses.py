@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -92,6 +93,14 @@ class BusinessAdmin(ServiceWritesMixin, admin.ModelAdmin):
                 reverse("admin:credentials_business_change", args=[business.pk])
             )
         return super().delete_view(request, object_id, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        # The audit log is the history; the admin's own LogEntry is not kept.
+        business = self.get_object(request, unquote(object_id))
+        if business is None or not self.has_view_or_change_permission(request, business):
+            raise PermissionDenied
+        url = reverse("admin:credentials_auditevent_changelist")
+        return HttpResponseRedirect(f"{url}?business__id__exact={business.pk}")
 
     def delete_model(self, request, obj):
         services.business_delete(actor=actor_for(request), business=obj.pk)

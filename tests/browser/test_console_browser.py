@@ -245,6 +245,13 @@ def test_operator_issues_rotates_and_revokes_and_no_secret_is_left_behind(
     assert revoked.status == "revoked"
     assert revoked.revoke_reason == "Partner ended the integration"
 
+    # Other admin pages work under the CSP too (the console fixture fails on any violation).
+    console.goto("/auth/user/add/")
+    page.wait_for_selector("#id_username")
+    console.goto(f"/credentials/business/{Business.objects.get(business_id=4242).pk}/change/")
+    assert partner_key in page.content()
+    console.screenshot("business-page")
+
     # The audit log.
     console.goto("/credentials/auditevent/")
     assert "Credential revoked" in page.content()
