@@ -12,6 +12,13 @@ waits on the lock and then finds the token used. If the write fails, the transac
 and the token is pending again, so the operator can correct the form and resubmit. With another
 session engine the check still holds for sequential submissions, only not under a race.
 
+One gap remains, inherent in sessions saved whole on every request
+(``SESSION_SAVE_EVERY_REQUEST``): a request of the same session that started before the
+submission and ends after it writes back its older copy, in which the token is still
+pending. A re-post after that would be accepted. It needs a second request in flight at that
+moment (the console's pages fire none) and a deliberate re-post; a stored token table would
+close it if it ever matters.
+
 A used token remembers the primary key of the object it produced (never a secret), so the
 "already submitted" page can link to it.
 """
@@ -35,7 +42,7 @@ _DB_ENGINES = {"django.contrib.sessions.backends.db", "django.contrib.sessions.b
 
 @dataclass(frozen=True)
 class Outcome:
-    """What :func:`consume` found: whether this submission may proceed."""
+    """What :func:`guard` found: whether this submission may proceed."""
 
     fresh: bool
     result_pk: int | None = None
