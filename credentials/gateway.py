@@ -28,7 +28,6 @@ import json
 import logging
 import re
 import threading
-import unicodedata
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -104,6 +103,8 @@ class DownstreamUnavailable(Exception):
 
 # Scheme, one or more spaces (RFC 7235's 1*SP; not a tab), and a canonical-looking token68.
 _BASIC_RE = re.compile(r"([A-Za-z]+) +([A-Za-z0-9+/]+={0,2})")
+# Unicode category Cc: C0 controls, DEL and C1 controls.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @sensitive_variables("value", "token", "decoded", "text", "secret")
@@ -134,7 +135,7 @@ def parse_basic(value: str | None) -> tuple[str, str] | None:
         text = decoded.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
+    if _CONTROL_RE.search(text):
         return None
     partner_key, colon, secret = text.partition(":")
     if not colon or not partner_key or not secret:
@@ -172,22 +173,56 @@ class _Row:
     business_id: int
 
 
-def _load(partner_key: str) -> _Row | None:
+def _fetch(partner_key: str):
     now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(), [now, partner_key])
+        return cursor.fetchone()
+
+
+def _connection_broken() -> bool:
+    raw = connection.connection
+    return raw is None or bool(getattr(raw, "closed", False) or getattr(raw, "broken", False))
+
+
+def _close_after_error() -> None:
+    # Start the next attempt on a fresh connection; inside a transaction (tests) the owner of
+    # the transaction decides.
+    if not connection.in_atomic_block:
+        try:
+            connection.close()
+        except DatabaseError:
+            pass
+
+
+def _load(partner_key: str) -> _Row | None:
+    """Read the credential's current row, or None. Raises DownstreamUnavailable.
+
+    A persistent connection that died between requests (a database restart) is replaced and
+    the read retried once, which is what Django's per-request health check (``SELECT 1``, one
+    more round trip on every request) would do; so the gateway marks the check as done. Any
+    other error (refused, timed out, statement timeout) is not retried: the bound stays one
+    connect timeout or one statement timeout.
+    """
+    reused = connection.connection is not None
+    if reused:
+        connection.health_check_done = True
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(_sql(), [now, partner_key])
-            row = cursor.fetchone()
+        row = _fetch(partner_key)
     except DatabaseError as exc:
-        logger.warning("credential lookup failed: %s", type(exc).__name__)
-        # Start the next request on a fresh connection; inside a transaction (tests) the
-        # owner of the transaction decides.
-        if not connection.in_atomic_block:
-            try:
-                connection.close()
-            except DatabaseError:
-                pass
-        raise DownstreamUnavailable from exc
+        retry = reused and _connection_broken() and not connection.in_atomic_block
+        logger.warning(
+            "credential lookup failed: %s%s", type(exc).__name__, "; reconnecting" if retry else ""
+        )
+        _close_after_error()
+        if not retry:
+            raise DownstreamUnavailable from exc
+        try:
+            row = _fetch(partner_key)
+        except DatabaseError as exc:
+            logger.warning("credential lookup failed again: %s", type(exc).__name__)
+            _close_after_error()
+            raise DownstreamUnavailable from exc
     if row is None:
         return None
     cid, status, secret_hash, version, scopes, rate_limit, expired, business_id = row

@@ -173,7 +173,10 @@ def test_connections_killed_by_a_database_restart_are_replaced(pg, issue, tmp_pa
             )
             assert cursor.fetchone()[0] >= 2
         answers = _by_worker(server, header, 20)
+        log = server.log()
     assert {s for statuses in answers.values() for s in statuses} == {200}
+    # Each worker noticed its dead connection on the gateway query and reconnected at once.
+    assert log.count("credential lookup failed: OperationalError; reconnecting") >= 2
 
 
 def test_api_requests_skip_the_console_middleware(pg, issue, tmp_path):

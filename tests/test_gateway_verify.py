@@ -325,3 +325,32 @@ def test_rehash_on_success_when_parameters_changed(client, gateway, issue, setti
         credential=credential, action=AuditEvent.Action.CREDENTIAL_HASH_UPGRADED
     ).exists()
     assert verify(client, basic(credential.partner_key, secret)).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "failures,broken,status,attempts",
+    [
+        (1, True, 200, 2),  # died between requests (a restart): replaced, retried once
+        (2, True, 502, 2),  # still down: one retry only, then 502
+        (1, False, 502, 1),  # alive but failing (statement timeout): no retry
+    ],
+)
+def test_a_connection_that_died_between_requests_is_replaced_once(
+    client, gateway, issue, monkeypatch, failures, broken, status, attempts
+):
+    credential, secret = issue()
+    real_fetch = gateway_module._fetch
+    calls = {"n": 0}
+
+    def flaky(partner_key):
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_fetch(partner_key)
+
+    monkeypatch.setattr(gateway_module, "_fetch", flaky)
+    monkeypatch.setattr(gateway_module, "_connection_broken", lambda: broken)
+    response = verify(client, basic(credential.partner_key, secret))
+    assert response.status_code == status
+    assert calls["n"] == attempts
