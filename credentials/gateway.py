@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import re
@@ -150,6 +151,11 @@ _B = Business._meta.db_table
 
 
 def _sql() -> str:
+    return _sql_for(connection.vendor)
+
+
+@functools.lru_cache(maxsize=4)
+def _sql_for(vendor: str) -> str:
     q = connection.ops.quote_name
     return (
         f"SELECT c.id, c.status, c.secret_hash, c.secret_version, c.scopes,"

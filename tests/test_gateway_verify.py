@@ -354,3 +354,11 @@ def test_a_connection_that_died_between_requests_is_replaced_once(
     response = verify(client, basic(credential.partner_key, secret))
     assert response.status_code == status
     assert calls["n"] == attempts
+
+
+def test_no_csrf_token_is_needed(gateway, issue):
+    from django.test import Client
+
+    credential, secret = issue()
+    strict = Client(enforce_csrf_checks=True)
+    assert verify(strict, basic(credential.partner_key, secret)).status_code == 200
