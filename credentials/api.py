@@ -110,9 +110,8 @@ def gateway_endpoint(name: str, *, token_required: bool = True, forward: bool = 
             request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else f"req_{uuid.uuid4()}"
             ctx = Context(request_id=request_id, endpoint=name)
             if forward:
-                ctx.nginx = parse_qs(request.META.get("QUERY_STRING", "")).get("compat") == [
-                    "nginx"
-                ]
+                compat = parse_qs(request.META.get("QUERY_STRING", "")).get("compat")
+                ctx.nginx = compat == ["nginx"]
             try:
                 response = _gateway_auth(request, ctx) if token_required else None
                 if response is None:
