@@ -176,6 +176,7 @@ def _validate_scope(scope: object) -> str | None:
     return scope
 
 
+@sensitive_variables("authorization")
 def _decide(ctx: Context, authorization: str | None, scope: str | None) -> Decision:
     try:
         decision = gateway.decide(authorization=authorization, scope=scope)
