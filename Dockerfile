@@ -20,4 +20,4 @@ RUN pip install . \
 USER klikit
 EXPOSE 8000
 # Two sync workers per two cores: measured faster than more workers on this workload.
-CMD ["sh", "-c", "python manage.py migrate --no-input && exec gunicorn klikit_admin.wsgi --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --access-logfile - --error-logfile -"]
+CMD ["sh", "-c", "DB_STATEMENT_TIMEOUT_MS=0 python manage.py migrate --no-input && exec gunicorn klikit_admin.wsgi --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --access-logfile - --error-logfile -"]

@@ -15,3 +15,6 @@ os.environ.setdefault("ARGON2_PARALLELISM", "1")
 from klikit_admin.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# No collected static files in tests; WhiteNoise serves from the apps' finders instead.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
