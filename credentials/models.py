@@ -238,3 +238,42 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AuditLogIsAppendOnly("audit events are never deleted")
+
+
+class FormSubmission(models.Model):
+    """One accepted submission of a console form that must take effect at most once.
+
+    Forms that answer with a secret (issue, rotate) carry a signed one-time token (see
+    :mod:`credentials.admin.once`). Submitting the form inserts its row in the transaction that
+    performs the write; the unique ``token`` makes a second insert of the same token fail, so a
+    double click, a re-post or two racing requests cannot write twice. If the write fails, its
+    transaction rolls back and takes the row with it, so the form can be submitted again.
+
+    Fields:
+    * ``token``: the random part of the form's token (never a secret; it only names the form).
+    * ``purpose``: what the form does, e.g. ``issue`` or ``rotate:<credential pk>``.
+    * ``user``: the operator who submitted it.
+    * ``created_at``: when it was submitted. Rows older than the token's maximum age are of no
+      use (such a token is refused anyway) and are deleted as new ones are inserted.
+    * ``result_pk``: the primary key of the object the submission produced, to link to from the
+      "already submitted" page. Never a secret.
+    """
+
+    token = models.CharField(max_length=64, unique=True)
+    purpose = models.CharField(max_length=64)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,  # the index below starts with the user
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    result_pk = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="formsubmission_user_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} by user #{self.user_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 from django.contrib.messages.storage.cookie import CookieStorage
 from django.contrib.sessions.models import Session
+from django.core import signing
 from django.urls import reverse
 
 from credentials import crypto
-from credentials.models import AuditEvent, Credential
+from credentials.admin import once
+from credentials.models import AuditEvent, Credential, FormSubmission
 from tests.console_support import login_as, once_token, secrets_in
 
 pytestmark = pytest.mark.django_db
@@ -116,14 +119,155 @@ def test_double_submit_issues_one_credential_and_shows_no_secret_the_second_time
     assert second["Cache-Control"].count("no-store") == 1
 
 
+def _assert_refused(response, token):
+    """The form again, saying why, with a new token in place of the refused one; no write."""
+    assert response.status_code == 409
+    assert b"This form has expired or was not opened by you" in response.content
+    assert secrets_in(response) == []
+    assert once_token(response) != token
+    assert not Credential.objects.exists()
+    assert not AuditEvent.objects.filter(action="credential.issued").exists()
+    assert not FormSubmission.objects.exists()
+
+
 def test_a_forged_or_missing_token_issues_nothing(client, issuer, business):
     client.get(reverse(ADD))
     response = client.post(reverse(ADD), {**_form(business), "once": "made-up"})
-    assert response.status_code == 409
-    assert not Credential.objects.exists()
+    _assert_refused(response, "made-up")
     response = client.post(reverse(ADD), _form(business))
     assert response.status_code == 200  # the form again, with the missing field flagged
     assert not Credential.objects.exists()
+
+
+def test_a_refused_token_page_offers_a_new_token_that_works(client, issuer, business):
+    refused = client.post(reverse(ADD), {**_form(business), "once": "made-up"})
+    assert b'value="Till sync"' in refused.content  # what the operator typed is kept
+    valid = client.post(reverse(ADD), {**_form(business), "once": once_token(refused)})
+    assert valid.status_code == 200
+    assert len(set(secrets_in(valid))) == 1
+    assert Credential.objects.count() == 1
+
+
+def _forgeries(token: str) -> list[str]:
+    payload = signing.loads(token, salt=once.SALT)
+    value, timestamp, signature = token.rsplit(":", 2)
+    return [
+        signing.dumps(payload, salt="another.salt"),  # signed, but not for these forms
+        signing.dumps(payload, key="not-our-secret-key", salt=once.SALT),
+        f"{value}:{timestamp}:{signature[::-1]}",
+        f"{value}:{timestamp}",  # the signature left off
+        signing.dumps({**payload, "n": "chosen-by-hand"}, salt="another.salt"),
+        value,
+        "",
+        "x" * 5000,
+    ]
+
+
+def test_a_tampered_or_unsigned_token_is_refused_with_no_write(client, issuer, business):
+    token = once_token(client.get(reverse(ADD)))
+    for forged in _forgeries(token):
+        response = client.post(reverse(ADD), {**_form(business), "once": forged})
+        if forged == "":
+            assert response.status_code == 200  # a required field left empty
+            assert not Credential.objects.exists()
+        else:
+            _assert_refused(response, forged)
+    # The genuine token was never used up by the forgeries.
+    valid = client.post(reverse(ADD), {**_form(business), "once": token})
+    assert len(set(secrets_in(valid))) == 1
+
+
+def test_a_token_of_another_operator_is_refused(client, issuer, business):
+    from django.test import Client
+
+    token = once_token(client.get(reverse(ADD)))
+    other = Client()
+    login_as(other, "security")  # allowed to issue, but this is not their form
+    response = other.post(reverse(ADD), {**_form(business), "once": token})
+    _assert_refused(response, token)
+    # The token still works for the operator who opened the form.
+    valid = client.post(reverse(ADD), {**_form(business), "once": token})
+    assert len(set(secrets_in(valid))) == 1
+
+
+def test_a_token_of_another_form_is_refused(client, issuer, business, issue):
+    credential, _ = issue()
+    rotate_url = reverse("admin:credentials_credential_rotate", args=[credential.pk])
+    token = once_token(client.get(rotate_url))
+    before = Credential.objects.count()
+    response = client.post(reverse(ADD), {**_form(business), "once": token})
+    assert response.status_code == 409
+    assert b"This form has expired or was not opened by you" in response.content
+    assert Credential.objects.count() == before
+
+
+def test_an_expired_token_is_refused(client, issuer, business, monkeypatch):
+    day_and_a_bit = int(once.MAX_AGE.total_seconds()) + 60
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            signing.TimestampSigner,
+            "timestamp",
+            lambda self: signing.b62_encode(int(time.time()) - day_and_a_bit),
+        )
+        token = once_token(client.get(reverse(ADD)))
+    response = client.post(reverse(ADD), {**_form(business), "once": token})
+    _assert_refused(response, token)
+
+
+def test_a_re_post_after_a_stale_session_write_back_is_still_refused(client, issuer, business):
+    """The gap of session-held tokens: a concurrent request of the same session that ends
+    after the submission writes back its older copy of the session. Tokens no longer live in
+    the session, so whatever the session holds, the form takes effect once."""
+    token = once_token(client.get(reverse(ADD)))
+    [session] = Session.objects.all()
+    stale = session.session_data  # as a request in flight during the submission read it
+
+    first = client.post(reverse(ADD), {**_form(business), "once": token})
+    assert len(set(secrets_in(first))) == 1
+    Session.objects.filter(pk=session.pk).update(session_data=stale)  # that request ends
+
+    again = client.post(reverse(ADD), {**_form(business), "once": token})
+    assert again.status_code == 409
+    assert b"already submitted" in again.content
+    assert secrets_in(again) == []
+    assert Credential.objects.count() == 1
+    assert AuditEvent.objects.filter(action="credential.issued").count() == 1
+
+
+def test_nothing_is_stored_when_the_form_is_shown(client, issuer):
+    client.get(reverse(ADD))
+    client.get(reverse(ADD))
+    assert not FormSubmission.objects.exists()
+    [session] = Session.objects.all()
+    assert set(session.get_decoded()) <= {"_auth_user_id", "_auth_user_backend", "_auth_user_hash"}
+
+
+def test_a_submission_is_recorded_with_what_it_produced_and_old_rows_are_purged(
+    client, issuer, business
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.console_support import make_operator
+
+    someone = make_operator("someone", "Issuer")
+    long_ago = timezone.now() - once.MAX_AGE - timedelta(minutes=1)
+    recent = timezone.now() - timedelta(hours=1)
+    for user, created_at, name in [
+        (issuer, long_ago, "mine-old"),
+        (issuer, recent, "mine-recent"),
+        (someone, long_ago, "theirs-old"),
+    ]:
+        FormSubmission.objects.create(token=name, purpose="issue", user=user, created_at=created_at)
+
+    response, token = _issue(client, business)
+    assert response.status_code == 200
+    credential = Credential.objects.get()
+    row = FormSubmission.objects.get(token=signing.loads(token, salt=once.SALT)["n"])
+    assert (row.purpose, row.user, row.result_pk) == ("issue", issuer, credential.pk)
+    remaining = set(FormSubmission.objects.values_list("token", flat=True))
+    assert remaining == {row.token, "mine-recent", "theirs-old"}
 
 
 def test_a_refused_issue_leaves_the_token_usable(client, issuer, business):
@@ -153,6 +297,7 @@ def test_a_domain_error_rolls_back_and_keeps_the_token_pending(
     assert refused.status_code == 200
     assert b"business not found" in refused.content
     monkeypatch.undo()
+    assert not FormSubmission.objects.exists()  # rolled back with the write
 
     valid = client.post(reverse(ADD), {**_form(business), "once": token})
     assert len(set(secrets_in(valid))) == 1
@@ -230,3 +375,17 @@ def test_an_error_while_showing_the_secret_leaves_it_out_of_the_error_report(
     assert "render_secret_once" in reports[0]  # the frame is there, its variables are not
     assert known not in reports[0]
     assert known not in caplog.text
+
+
+def test_an_operator_who_submitted_forms_can_still_be_deleted(client, issuer, business):
+    from django.test import Client
+
+    _issue(client, business)
+    assert FormSubmission.objects.filter(user=issuer).exists()
+    admin = Client()
+    login_as(admin, "security")
+    url = reverse("admin:auth_user_delete", args=[issuer.pk])
+    response = admin.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not FormSubmission.objects.exists()
+    assert Credential.objects.count() == 1  # what they issued stays

@@ -86,8 +86,28 @@ def test_a_rotate_token_is_bound_to_its_credential(client, issue):
         _rotate_url(other), {"confirm_partner_key": other.partner_key, "once": token}
     )
     assert response.status_code == 409
+    assert b"This form has expired or was not opened by you" in response.content
+    assert secrets_in(response) == []
     other.refresh_from_db()
     assert other.secret_version == 1
+
+
+def test_a_forged_rotate_token_rotates_nothing_and_the_page_offers_a_new_one(client, issue):
+    login_as(client, "issuer")
+    credential, _ = issue()
+    data = {"confirm_partner_key": credential.partner_key, "once": "made-up"}
+    before = snapshot()
+    refused = client.post(_rotate_url(credential), data)
+    assert refused.status_code == 409
+    assert b"This form has expired or was not opened by you" in refused.content
+    assert secrets_in(refused) == []
+    assert snapshot() == before
+
+    again = client.post(_rotate_url(credential), {**data, "once": once_token(refused)})
+    assert again.status_code == 200
+    assert len(set(secrets_in(again))) == 1
+    credential.refresh_from_db()
+    assert credential.secret_version == 2
 
 
 def test_revoke_page_says_it_is_final(client, issue):

@@ -218,6 +218,7 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         """Issue a credential: the form, then the page that shows its secret once."""
         if not self.has_add_permission(request):
             raise PermissionDenied
+        status = 200
         if request.method == "POST":
             form = CredentialIssueForm(request.POST)
             if form.is_valid():
@@ -225,6 +226,9 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
                     return self._issue(request, form)
                 except services.DomainError as exc:
                     form.add_error(None, exc.message)
+                except once.InvalidToken as exc:
+                    _offer_new_token(request, form, "issue", exc.message)
+                    status = 409
         else:
             initial = {"once": once.new_token(request, "issue")}
             if request.GET.get("business", "").isdigit():
@@ -232,7 +236,9 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
             form = CredentialIssueForm(initial=initial)
         context = self._page_context(request, None, "Issue a credential")
         context.update(form=form, media=self.media + form.media)
-        return TemplateResponse(request, "admin/credentials/credential/issue.html", context)
+        return TemplateResponse(
+            request, "admin/credentials/credential/issue.html", context, status=status
+        )
 
     @sensitive_variables()
     def _issue(self, request, form: CredentialIssueForm) -> HttpResponse:
@@ -266,6 +272,7 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
             raise PermissionDenied
         if credential.is_revoked:
             return self._refuse_revoked(request, credential, "rotated")
+        status = 200
         if request.method == "POST":
             form = RotateForm(request.POST, credential=credential)
             if form.is_valid():
@@ -273,12 +280,17 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
                     return self._rotate(request, credential, form.cleaned_data["once"])
                 except services.DomainError as exc:
                     form.add_error(None, exc.message)
+                except once.InvalidToken as exc:
+                    _offer_new_token(request, form, f"rotate:{credential.pk}", exc.message)
+                    status = 409
         else:
             token = once.new_token(request, f"rotate:{credential.pk}")
             form = RotateForm(credential=credential, initial={"once": token})
         context = self._page_context(request, credential, f"Rotate the secret of {credential}")
         context["form"] = form
-        return TemplateResponse(request, "admin/credentials/credential/rotate.html", context)
+        return TemplateResponse(
+            request, "admin/credentials/credential/rotate.html", context, status=status
+        )
 
     @sensitive_variables()
     def _rotate(self, request, credential: Credential, token: str) -> HttpResponse:
@@ -341,6 +353,17 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         return reverse(
             f"{self.admin_site.name}:credentials_credential_change", args=[credential.pk]
         )
+
+
+def _offer_new_token(request, form, purpose: str, message: str) -> None:
+    """Show a form whose token was refused again, with the reason and a new token.
+
+    Nothing was written; the operator's entries are kept, and submitting again is a new,
+    deliberate submission.
+    """
+    form.data = form.data.copy()
+    form.data["once"] = once.new_token(request, purpose)
+    form.add_error(None, message)
 
 
 def _audit_url(credential: Credential) -> str:

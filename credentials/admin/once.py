@@ -2,25 +2,24 @@
 
 Issuing and rotating answer with a secret, so a double click, a reload that posts again, or
 "back" and submit again must not issue a second credential or rotate a second time (which
-would silently invalidate the secret just shown). Each such form carries a random token that
-is also kept, pending, in the operator's session.
+would silently invalidate the secret just shown).
 
-:func:`guard` opens the transaction that performs the write. With database
-sessions (Django's default) it locks the session row, reads the session afresh from the
-database, and marks the token used in that same transaction; a concurrent second submission
-waits on the lock and then finds the token used. If the write fails, the transaction rolls back
-and the token is pending again, so the operator can correct the form and resubmit. With another
-session engine the check still holds for sequential submissions, only not under a race.
+Each such form carries a token: a random value signed together with the operator and the
+form's purpose, valid for :data:`MAX_AGE`. Nothing is stored when the form is rendered, and a
+token that is forged, expired, or made for another operator or another form is refused
+(:class:`InvalidToken`) before anything is written.
 
-One gap remains, inherent in sessions saved whole on every request
-(``SESSION_SAVE_EVERY_REQUEST``): a request of the same session that started before the
-submission and ends after it writes back its older copy, in which the token is still
-pending. A re-post after that would be accepted. It needs a second request in flight at that
-moment (the console's pages fire none) and a deliberate re-post; a stored token table would
-close it if it ever matters.
+:func:`guard` opens the write's transaction and inserts a
+:class:`~credentials.models.FormSubmission` row keyed by the token's random value. The
+database's unique constraint lets one insert through: a second submission, sequential or
+racing (it waits for the first to commit), fails to insert and is told the form was already
+submitted, with the primary key of what the first one produced (never a secret). If the write
+fails, the transaction rolls back with the row, so the operator can correct the form and
+submit it again. Sessions play no part, so no session engine or session write-back can make a
+used token pending again.
 
-A used token remembers the primary key of the object it produced (never a secret), so the
-"already submitted" page can link to it.
+Rows older than :data:`MAX_AGE` are deleted as the same operator submits new forms: their
+tokens have expired, so they are refused on the signature alone.
 """
 
 from __future__ import annotations
@@ -29,15 +28,26 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
-from django.conf import settings
-from django.contrib.sessions.models import Session
-from django.db import transaction
+from django.core import signing
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
+from django.utils import timezone
 
-SESSION_KEY = "klikit_console_once"
-MAX_TOKENS = 20  # pending and used tokens kept per session, oldest dropped first
-_DB_ENGINES = {"django.contrib.sessions.backends.db", "django.contrib.sessions.backends.cached_db"}
+from ..models import FormSubmission
+
+SALT = "klikit.console.once"
+MAX_AGE = timedelta(days=1)
+
+
+class InvalidToken(Exception):
+    """The posted token is not one this operator got for this form, or it has expired."""
+
+    message = (
+        "This form has expired or was not opened by you for this action, so nothing was done. "
+        "Check whether it was submitted already before you submit it again."
+    )
 
 
 @dataclass(frozen=True)
@@ -49,68 +59,50 @@ class Outcome:
 
 
 def new_token(request: HttpRequest, purpose: str) -> str:
-    """Create a pending token for a form about to be rendered."""
-    token = secrets.token_urlsafe(24)
-    tokens = dict(request.session.get(SESSION_KEY, {}))
-    tokens[token] = {"purpose": purpose, "used": False, "result": None}
-    while len(tokens) > MAX_TOKENS:
-        tokens.pop(next(iter(tokens)))
-    request.session[SESSION_KEY] = tokens
-    return token
+    """A token for a form about to be rendered, bound to the operator and `purpose`."""
+    payload = {"n": secrets.token_urlsafe(24), "u": request.user.pk, "p": purpose}
+    return signing.dumps(payload, salt=SALT)
 
 
-def _fresh_tokens(request: HttpRequest) -> tuple[dict, Session | None]:
-    """Return the session's tokens as stored now, holding a lock on the session row."""
-    if settings.SESSION_ENGINE in _DB_ENGINES and request.session.session_key:
-        row = (
-            Session.objects.select_for_update()
-            .filter(session_key=request.session.session_key)
-            .first()
-        )
-        if row is not None:
-            stored = request.session.decode(row.session_data)
-            return dict(stored.get(SESSION_KEY, {})), row
-    return dict(request.session.get(SESSION_KEY, {})), None
-
-
-def _store(request: HttpRequest, tokens: dict, row: Session | None) -> None:
-    request.session[SESSION_KEY] = tokens
-    if row is not None:
-        stored = request.session.decode(row.session_data)
-        stored[SESSION_KEY] = tokens
-        row.session_data = request.session.encode(stored)
-        row.save(update_fields=["session_data"])
+def _nonce(request: HttpRequest, token: str, purpose: str) -> str:
+    """The random value of `token`, if it is valid for this operator and `purpose`."""
+    try:
+        payload = signing.loads(token, salt=SALT, max_age=MAX_AGE)
+    except signing.BadSignature as exc:  # includes SignatureExpired
+        raise InvalidToken from exc
+    if not isinstance(payload, dict) or payload.get("u") != request.user.pk:
+        raise InvalidToken
+    if payload.get("p") != purpose or not isinstance(payload.get("n"), str):
+        raise InvalidToken
+    return payload["n"]
 
 
 @contextmanager
 def guard(request: HttpRequest, token: str, purpose: str) -> Iterator[Outcome]:
     """Open the write's transaction and use up `token` in it.
 
-    Yields an :class:`Outcome`; proceed with the write only when ``outcome.fresh``. If the
-    block raises, the transaction rolls back and the token is pending again.
+    Raises :class:`InvalidToken` before touching the database if the token is not valid here.
+    Otherwise yields an :class:`Outcome`; proceed with the write only when ``outcome.fresh``.
+    If the block raises, the transaction rolls back and the token can be submitted again.
     """
+    nonce = _nonce(request, token, purpose)
     with transaction.atomic():
-        tokens, row = _fresh_tokens(request)
-        entry = tokens.get(token)
-        if not entry or entry.get("purpose") != purpose:
-            # Unknown, or dropped with an old session: never fresh, nothing to link to.
-            request.session[SESSION_KEY] = tokens
-            yield Outcome(fresh=False)
-            return
-        if entry.get("used"):
-            request.session[SESSION_KEY] = tokens
-            yield Outcome(fresh=False, result_pk=entry.get("result"))
-            return
-        _store(request, {**tokens, token: {**entry, "used": True}}, row)
         try:
-            yield Outcome(fresh=True)
-        except BaseException:
-            request.session[SESSION_KEY] = tokens  # the row rolls back with the transaction
-            raise
+            with transaction.atomic():  # a savepoint: a failed insert leaves the rest usable
+                FormSubmission.objects.create(token=nonce, purpose=purpose, user=request.user)
+        except IntegrityError:
+            used = FormSubmission.objects.filter(token=nonce).first()
+            if used is None:
+                raise  # not an earlier submission of this form
+            outcome = Outcome(fresh=False, result_pk=used.result_pk)
+        else:
+            cutoff = timezone.now() - MAX_AGE
+            FormSubmission.objects.filter(user=request.user, created_at__lt=cutoff).delete()
+            outcome = Outcome(fresh=True)
+        yield outcome
 
 
 def record_result(request: HttpRequest, token: str, result_pk: int) -> None:
-    """Remember what the used `token` produced. Call inside :func:`guard`."""
-    tokens, row = _fresh_tokens(request)
-    if token in tokens:
-        _store(request, {**tokens, token: {**tokens[token], "result": result_pk}}, row)
+    """Remember what the submission of `token` produced. Call inside :func:`guard`."""
+    nonce = signing.loads(token, salt=SALT)["n"]  # guard() has checked the rest
+    FormSubmission.objects.filter(token=nonce, user=request.user).update(result_pk=result_pk)
