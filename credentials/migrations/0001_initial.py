@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,105 +16,282 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Business',
+            name="Business",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('business_id', models.PositiveBigIntegerField(help_text="klikit's id of the business, entered by operators.", unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "business_id",
+                    models.PositiveBigIntegerField(
+                        help_text="klikit's id of the business, entered by operators.", unique=True
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
             ],
             options={
-                'verbose_name_plural': 'businesses',
-                'ordering': ['business_id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('business_id__gt', 0)), name='business_id_positive'), models.CheckConstraint(condition=models.Q(('name', ''), _negated=True), name='business_name_not_empty')],
+                "verbose_name_plural": "businesses",
+                "ordering": ["business_id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("business_id__gt", 0)), name="business_id_positive"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("name", ""), _negated=True),
+                        name="business_name_not_empty",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Credential',
+            name="Credential",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('partner_key', models.CharField(editable=False, max_length=64, unique=True)),
-                ('label', models.CharField(blank=True, max_length=200)),
-                ('scopes', models.JSONField(default=list)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('revoked', 'Revoked')], default='active', max_length=16)),
-                ('secret_hash', models.CharField(editable=False, max_length=255)),
-                ('secret_version', models.PositiveIntegerField(default=1, editable=False)),
-                ('rate_limit_per_minute', models.PositiveIntegerField()),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('rotated_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('revoke_reason', models.TextField(blank=True, editable=False)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('failed_secret_count', models.PositiveIntegerField(default=0, editable=False, help_text='Wrong or rotated-away secrets, since last rotation.')),
-                ('failed_revoked_count', models.PositiveIntegerField(default=0, editable=False)),
-                ('failed_scope_count', models.PositiveIntegerField(default=0, editable=False)),
-                ('failed_rate_limited_count', models.PositiveIntegerField(default=0, editable=False)),
-                ('last_failure_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_failure_reason', models.CharField(blank=True, editable=False, max_length=40)),
-                ('business', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='credentials', to='credentials.business')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('revoked_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('rotated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("partner_key", models.CharField(editable=False, max_length=64, unique=True)),
+                ("label", models.CharField(blank=True, max_length=200)),
+                ("scopes", models.JSONField(default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("active", "Active"), ("revoked", "Revoked")],
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
+                ("secret_hash", models.CharField(editable=False, max_length=255)),
+                ("secret_version", models.PositiveIntegerField(default=1, editable=False)),
+                ("rate_limit_per_minute", models.PositiveIntegerField()),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("rotated_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("revoke_reason", models.TextField(blank=True, editable=False)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "failed_secret_count",
+                    models.PositiveIntegerField(
+                        default=0,
+                        editable=False,
+                        help_text="Wrong or rotated-away secrets, since last rotation.",
+                    ),
+                ),
+                ("failed_revoked_count", models.PositiveIntegerField(default=0, editable=False)),
+                ("failed_scope_count", models.PositiveIntegerField(default=0, editable=False)),
+                (
+                    "failed_rate_limited_count",
+                    models.PositiveIntegerField(default=0, editable=False),
+                ),
+                ("last_failure_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "last_failure_reason",
+                    models.CharField(blank=True, editable=False, max_length=40),
+                ),
+                (
+                    "business",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="credentials",
+                        to="credentials.business",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "revoked_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "rotated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'permissions': [('rotate_credential', 'Can rotate the secret of a credential'), ('revoke_credential', 'Can revoke a credential')],
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("rotate_credential", "Can rotate the secret of a credential"),
+                    ("revoke_credential", "Can revoke a credential"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('occurred_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), db_index=True, default=django.utils.timezone.now)),
-                ('actor_username', models.CharField(max_length=150)),
-                ('action', models.CharField(choices=[('business.created', 'Business created'), ('business.updated', 'Business updated'), ('business.deleted', 'Business deleted'), ('credential.issued', 'Credential issued'), ('credential.rotated', 'Credential rotated'), ('credential.revoked', 'Credential revoked'), ('credential.updated', 'Credential updated'), ('credential.hash_upgraded', 'Credential hash upgraded')], db_index=True, max_length=40)),
-                ('request_id', models.CharField(blank=True, max_length=64)),
-                ('source_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('actor', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('business', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='audit_events', to='credentials.business')),
-                ('credential', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='audit_events', to='credentials.credential')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "occurred_at",
+                    models.DateTimeField(
+                        db_default=django.db.models.functions.datetime.Now(),
+                        db_index=True,
+                        default=django.utils.timezone.now,
+                    ),
+                ),
+                ("actor_username", models.CharField(max_length=150)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("business.created", "Business created"),
+                            ("business.updated", "Business updated"),
+                            ("business.deleted", "Business deleted"),
+                            ("credential.issued", "Credential issued"),
+                            ("credential.rotated", "Credential rotated"),
+                            ("credential.revoked", "Credential revoked"),
+                            ("credential.updated", "Credential updated"),
+                            ("credential.hash_upgraded", "Credential hash upgraded"),
+                        ],
+                        db_index=True,
+                        max_length=40,
+                    ),
+                ),
+                ("request_id", models.CharField(blank=True, max_length=64)),
+                ("source_ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "business",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="audit_events",
+                        to="credentials.business",
+                    ),
+                ),
+                (
+                    "credential",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="audit_events",
+                        to="credentials.credential",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-occurred_at', '-id'],
+                "ordering": ["-occurred_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='credential',
-            index=models.Index(fields=['business', 'status'], name='credential_business_status'),
+            model_name="credential",
+            index=models.Index(fields=["business", "status"], name="credential_business_status"),
         ),
         migrations.AddIndex(
-            model_name='credential',
-            index=models.Index(fields=['status', 'expires_at'], name='credential_status_expiry'),
+            model_name="credential",
+            index=models.Index(fields=["status", "expires_at"], name="credential_status_expiry"),
         ),
         migrations.AddConstraint(
-            model_name='credential',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['active', 'revoked'])), name='credential_status_valid'),
+            model_name="credential",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["active", "revoked"])),
+                name="credential_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='credential',
-            constraint=models.CheckConstraint(condition=models.Q(('secret_hash__startswith', '$argon2id$')), name='credential_secret_hash_argon2id'),
+            model_name="credential",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("secret_hash__startswith", "$argon2id$")),
+                name="credential_secret_hash_argon2id",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='credential',
-            constraint=models.CheckConstraint(condition=models.Q(('secret_version__gte', 1)), name='credential_secret_version_positive'),
+            model_name="credential",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("secret_version__gte", 1)),
+                name="credential_secret_version_positive",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='credential',
-            constraint=models.CheckConstraint(condition=models.Q(('rate_limit_per_minute__gte', 1)), name='credential_rate_limit_positive'),
+            model_name="credential",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("rate_limit_per_minute__gte", 1)),
+                name="credential_rate_limit_positive",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='credential',
-            constraint=models.CheckConstraint(condition=models.Q(('partner_key__startswith', 'pk_')), name='credential_partner_key_prefix'),
+            model_name="credential",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("partner_key__startswith", "pk_")),
+                name="credential_partner_key_prefix",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='credential',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('revoke_reason', ''), ('revoked_at__isnull', True), ('status', 'active')), models.Q(('revoked_at__isnull', False), ('status', 'revoked'), models.Q(('revoke_reason', ''), _negated=True)), _connector='OR'), name='credential_revocation_consistent'),
+            model_name="credential",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("revoke_reason", ""), ("revoked_at__isnull", True), ("status", "active")
+                    ),
+                    models.Q(
+                        ("revoked_at__isnull", False),
+                        ("status", "revoked"),
+                        models.Q(("revoke_reason", ""), _negated=True),
+                    ),
+                    _connector="OR",
+                ),
+                name="credential_revocation_consistent",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='auditevent',
-            constraint=models.CheckConstraint(condition=models.Q(('actor_username', ''), _negated=True), name='audit_actor_named'),
+            model_name="auditevent",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("actor_username", ""), _negated=True), name="audit_actor_named"
+            ),
         ),
     ]
