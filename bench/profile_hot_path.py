@@ -8,7 +8,11 @@ Run from the repository root after ``bench/gateway_bench.py`` has created ``klik
 It calls ``klikit_admin.wsgi.application`` directly with WSGI environs, as gunicorn's sync
 worker would, so the figures cover Django's handler, the gateway's view and PostgreSQL round
 trips, but not gunicorn's socket and HTTP parsing. It prints the mean wall time per call for
-the warm verify, forward-auth and both baselines, then a cProfile of the warm verify calls.
+the warm verify, forward-auth, a wrong secret once the failed-attempt guard has tripped (the
+flood's request) and both baselines, then a cProfile of the warm verify calls.
+
+``--sweep 200,1000`` also times the usage recorder's once-a-minute sweep in one request: with N
+credentials used in the last minute, the request that finds the sweep due writes all N rows.
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ def environ(method, path, query="", headers=None, body=b""):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
-    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--top", type=int, default=45)
+    parser.add_argument("--sweep", default="", help="comma-separated credential counts")
     args = parser.parse_args()
 
     token = "gw_profile_" + secrets.token_urlsafe(16)
@@ -98,6 +103,11 @@ def main() -> int:
         rate_limit_per_minute=1_000_000,
     )
     authorization = basic(credential.partner_key, secret)
+    from credentials import crypto
+
+    wrong = json.dumps(
+        {"authorization": basic(credential.partner_key, crypto.generate_secret())}
+    ).encode()
     verify_body = json.dumps({"authorization": authorization, "scope": "orders:read"}).encode()
     cases = {
         "warm verify": lambda: environ(
@@ -112,6 +122,12 @@ def main() -> int:
             "scope=orders:read",
             headers={"X-Gateway-Token": token, "Authorization": authorization},
         ),
+        "wrong secret, guard tripped": lambda: environ(
+            "POST",
+            "/api/v1/verify",
+            headers={"X-Gateway-Token": token},
+            body=wrong,
+        ),
         "baseline (middleware)": lambda: environ(
             "GET", "/bench/baseline", f"partner_key={credential.partner_key}"
         ),
@@ -124,20 +140,29 @@ def main() -> int:
     def start_response(status, headers, exc_info=None):
         statuses.append(status)
 
-    def call(make):
+    def call(make, expect="200"):
         statuses.clear()
         body = b"".join(application(make(), start_response))
-        if not statuses[0].startswith("200"):
+        if not statuses[0].startswith(expect):
             raise SystemExit(f"unexpected {statuses[0]}: {body[:200]!r}")
 
-    for make in cases.values():  # warm every path (and the warm cache: one argon2)
+    def expected(name):
+        return "429" if name.startswith("wrong") else "200"
+
+    # Warm every path: first the warm cache (one argon2; a right secret not yet cached is
+    # refused too once the guard has tripped), then the failed-attempt guard (its limit of
+    # argon2 runs on wrong secrets, after which they are refused without argon2).
+    call(cases["warm verify"])
+    for _ in range(100):
+        call(cases["wrong secret, guard tripped"], expect="")
+    for name, make in cases.items():
         for _ in range(50):
-            call(make)
+            call(make, expected(name))
     print(f"mean wall time per call, {args.calls} calls each, in one process:")
     for name, make in cases.items():
         started = time.perf_counter()
         for _ in range(args.calls):
-            call(make)
+            call(make, expected(name))
         print(f"  {name:<26}{(time.perf_counter() - started) / args.calls * 1e6:8.0f} us")
 
     profiler = cProfile.Profile()
@@ -147,10 +172,43 @@ def main() -> int:
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(args.top)
     stats.sort_stats("cumulative").print_stats(args.top)
+    print(f"cProfile of {args.calls} warm verify calls (profiling inflates every figure):")
     print(out.getvalue())
+    for count in filter(None, args.sweep.split(",")):
+        time_sweep(int(count))
     return 0
+
+
+def time_sweep(count: int) -> None:
+    """Time the one request that runs the usage recorder's minute sweep over `count` credentials.
+
+    Public API only, on a fake clock: at t=0 each credential's first use is written at once; at
+    t=30 s each is used again (pending: its minute is not over, nor is the sweep's); at t=61 s
+    one more use finds the sweep due, and with it every pending credential.
+    """
+    from credentials.models import Credential
+    from credentials.usage import UsageRecorder
+
+    ids = list(Credential.objects.order_by("id").values_list("id", flat=True)[:count])
+    if len(ids) < count:
+        print(f"sweep: only {len(ids)} credentials in klikit_bench; run gateway_bench.py first")
+        return
+    now = [0.0]
+    recorder = UsageRecorder(clock=lambda: now[0])
+    for cid in ids:
+        recorder.record_use(cid)
+    now[0] = 30.0
+    for cid in ids:
+        recorder.record_use(cid)
+    now[0] = 61.0
+    started = time.perf_counter()
+    recorder.record_use(ids[0])
+    elapsed = time.perf_counter() - started
+    print(
+        f"usage sweep with {count} credentials used in the last minute: one request spent "
+        f"{elapsed * 1000:.0f} ms writing them"
+    )
 
 
 if __name__ == "__main__":
