@@ -139,6 +139,10 @@ DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
 
 # --- Cache ----------------------------------------------------------------------------------
 CACHES = {"default": _read("CACHE_URL", env.cache_url, "locmemcache://klikit-admin")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache":
+    # The default of 300 entries would evict live rate-limit windows of busy credentials
+    # (resetting their counts); entries are small and expire with their window.
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 200_000)
 
 # --- Passwords and secrets ------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

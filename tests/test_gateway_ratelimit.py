@@ -36,6 +36,16 @@ def test_each_credential_has_its_own_cap(client, gateway, issue):
     assert verify(client, basic(two.partner_key, two_secret)).status_code == 200
 
 
+def test_the_default_local_cache_keeps_busy_counts_when_many_credentials_are_used():
+    """LocMemCache's default of 300 entries would evict a live window and reset its count."""
+    now = 1_800_000_000.0
+    for _ in range(5):
+        ratelimit.hit_rate_cap(1, 1000, now=now)
+    for other in range(2, 1002):
+        ratelimit.hit_rate_cap(other, 1000, now=now)
+    assert ratelimit.hit_rate_cap(1, 1000, now=now).remaining == 994
+
+
 def test_a_new_window_restores_the_quota(client, gateway, issue, monkeypatch):
     credential, secret = issue(rate_limit_per_minute=1)
     clock = {"now": 60.0 * 1_000_000 + 59}
