@@ -40,6 +40,19 @@ def _clear_cache():
     yield
 
 
+def someone_waits_for_my_lock() -> bool:
+    """On PostgreSQL: is another backend blocked on a lock this connection holds?
+
+    Lets race tests prove two transactions really overlapped instead of guessing with sleeps.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks "
+            "WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
+        )
+        return cursor.fetchone()[0]
+
+
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 

@@ -22,6 +22,7 @@ from django.db import DatabaseError, connection, transaction
 
 from credentials import crypto, services
 from credentials.models import AuditEvent, Business, Credential
+from tests.conftest import someone_waits_for_my_lock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,15 +36,6 @@ class LockProbe:
     holding: threading.Event = field(default_factory=threading.Event)
     holder: str | None = None
     overlapped: bool = False
-
-
-def _someone_waits_for_me() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks "
-            "WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
-        )
-        return cursor.fetchone()[0]
 
 
 @contextmanager
@@ -65,9 +57,9 @@ def first_lock_holder_waits_for_a_waiter() -> Iterator[LockProbe]:
         if first:
             probe.holding.set()
             deadline = time.monotonic() + TIMEOUT
-            while not _someone_waits_for_me() and time.monotonic() < deadline:
+            while not someone_waits_for_my_lock() and time.monotonic() < deadline:
                 time.sleep(0.005)  # polling a condition, not guessing a duration
-            probe.overlapped = _someone_waits_for_me()
+            probe.overlapped = someone_waits_for_my_lock()
         original(credential, verb)
 
     with mock.patch.object(services, "_refuse_if_revoked", side_effect=wrapped):

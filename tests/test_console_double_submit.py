@@ -20,20 +20,12 @@ from django.urls import reverse
 
 from credentials import services
 from credentials.models import AuditEvent, Credential
+from tests.conftest import someone_waits_for_my_lock
 from tests.console_support import login_as, once_token, secrets_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TIMEOUT = 15
-
-
-def _someone_waits_for_me() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks "
-            "WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
-        )
-        return cursor.fetchone()[0]
 
 
 def _race(make_business, monkeypatch, first_fails: bool):
@@ -61,7 +53,7 @@ def _race(make_business, monkeypatch, first_fails: bool):
         if claim.acquire(blocking=False):
             deadline = time.monotonic() + TIMEOUT
             while time.monotonic() < deadline:
-                if _someone_waits_for_me():
+                if someone_waits_for_my_lock():
                     overlapped.set()
                     break
                 time.sleep(0.02)
