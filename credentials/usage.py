@@ -5,7 +5,16 @@ database work of the hot path and serialise a busy credential on its row lock). 
 accumulates, per credential, how many verifications failed and why, the last failure, and the
 last successful use; the first event for a credential in a minute writes at once (so an operator
 sees new misuse quickly), later ones wait until a minute has passed since that write. Pending
-counts of credentials that go quiet are written by the next request of any credential once due.
+counts of credentials that go quiet are written by a sweep, once a minute per process.
+
+The sweep never stalls a request: it only queues the pending credentials, and each following
+request writes at most :data:`SWEEP_WRITES_PER_REQUEST` due ones of that queue besides its own,
+so no request runs more than ``1 + SWEEP_WRITES_PER_REQUEST`` UPDATEs however many credentials
+are pending (one UPDATE took about 1 ms on the reference machine, and the sweep of 1,000
+credentials inside a single request took 927 ms before this bound). The queue cannot fall behind:
+a request adds at most one credential to the pending set and takes up to
+``SWEEP_WRITES_PER_REQUEST`` out of it. Each process sweeps at its own random offset within the
+minute (drawn again in a forked child), so workers started together do not sweep together.
 
 One UPDATE with ``x = x + n`` per credential and flush, so concurrent workers never lose counts.
 Wrong-secret counts remember the ``secret_version`` they were seen under and only apply while
@@ -19,8 +28,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from django.db import models
@@ -33,6 +45,11 @@ from .models import Credential
 logger = logging.getLogger("klikit.gateway")
 
 FLUSH_INTERVAL_SECONDS = 60.0
+# At most this many other credentials' UPDATEs per request while a sweep is under way, besides
+# the request's own credential's; and at most this many queue entries looked at per request.
+SWEEP_WRITES_PER_REQUEST = 4
+SWEEP_EXAMINE_PER_REQUEST = 64
+_random = random.SystemRandom()
 
 # Failure reason -> counter column (the reason itself goes to last_failure_reason).
 REASON_FIELDS = {
@@ -78,7 +95,10 @@ class UsageRecorder:
         self._lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._flushed_at: dict[int, float] = {}
-        self._next_sweep = 0.0
+        self._sweep_queue: deque[int] = deque()
+        self._queued: set[int] = set()
+        self._next_sweep: float | None = None  # set on first use: this process's phase
+        self.sweep_offset = _draw_offset()
 
     def record_failure(self, credential_id: int, secret_version: int, reason: str) -> None:
         now = timezone.now()
@@ -102,28 +122,29 @@ class UsageRecorder:
         self.flush_due(credential_id)
 
     def flush_due(self, credential_id: int | None = None, *, force: bool = False) -> int:
-        """Write what is due (`credential_id`'s, and any other's once a sweep is due).
+        """Write what is due: `credential_id`'s, and a few others' while a sweep is under way.
 
+        Runs at most ``1 + SWEEP_WRITES_PER_REQUEST`` UPDATEs (all pending ones with `force`).
         Returns the number of UPDATE statements run. Never raises: an error (the database is
-        down) keeps the counts for the next attempt and is logged.
+        down) keeps the counts for a later attempt, ends the current sweep, and is logged.
         """
         now = self.clock()
         with self._lock:
             due = []
-            candidates = list(self._pending) if (force or now >= self._next_sweep) else []
             if credential_id is not None and credential_id in self._pending:
-                candidates.append(credential_id)
-            for cid in dict.fromkeys(candidates):
-                last = self._flushed_at.get(cid)
+                last = self._flushed_at.get(credential_id)
                 if force or last is None or now - last >= FLUSH_INTERVAL_SECONDS:
+                    due.append((credential_id, self._pending.pop(credential_id)))
+                    self._flushed_at[credential_id] = now
+            if force:
+                for cid in list(self._pending):
                     due.append((cid, self._pending.pop(cid)))
                     self._flushed_at[cid] = now
-            if force or now >= self._next_sweep:
-                self._next_sweep = now + FLUSH_INTERVAL_SECONDS
-                # Forget flush times old enough not to matter, so the map stays small.
-                for cid in [c for c, t in self._flushed_at.items() if now - t >= 2 * 60]:
-                    if cid not in self._pending:
-                        del self._flushed_at[cid]
+                self._sweep_queue.clear()
+                self._queued.clear()
+            else:
+                self._start_sweep_if_due(now)
+                self._take_from_sweep(now, due)
         written = 0
         for index, (cid, pending) in enumerate(due):
             try:
@@ -136,17 +157,74 @@ class UsageRecorder:
                 with self._lock:
                     for retry_cid, retry_pending in due[index:]:
                         self._pending.setdefault(retry_cid, _Pending()).merge(retry_pending)
+                    # Do not let the next requests each pay for a failing write: the counts wait
+                    # for the next sweep (or their credential's next due request).
+                    self._sweep_queue.clear()
+                    self._queued.clear()
                 break
         return written
+
+    def _start_sweep_if_due(self, now: float) -> None:
+        """Queue every pending credential once a minute, at this process's offset."""
+        if self._next_sweep is None:
+            self._next_sweep = now + self.sweep_offset
+        if now < self._next_sweep:
+            return
+        # Keep the phase: the next sweep is the first point of this process's schedule after now.
+        missed = (now - self._next_sweep) // FLUSH_INTERVAL_SECONDS
+        self._next_sweep += (missed + 1) * FLUSH_INTERVAL_SECONDS
+        for cid in self._pending:
+            if cid not in self._queued:
+                self._queued.add(cid)
+                self._sweep_queue.append(cid)
+        # Forget flush times old enough not to matter, so the map stays small.
+        for cid in [c for c, t in self._flushed_at.items() if now - t >= 2 * 60]:
+            if cid not in self._pending:
+                del self._flushed_at[cid]
+
+    def _take_from_sweep(self, now: float, due: list) -> None:
+        """Move at most SWEEP_WRITES_PER_REQUEST due credentials of the sweep queue into `due`."""
+        taken = examined = 0
+        queue = self._sweep_queue
+        while queue and taken < SWEEP_WRITES_PER_REQUEST and examined < SWEEP_EXAMINE_PER_REQUEST:
+            cid = queue.popleft()
+            self._queued.discard(cid)
+            examined += 1
+            if cid not in self._pending:
+                continue  # written meanwhile by a request of its own
+            last = self._flushed_at.get(cid)
+            if last is not None and now - last < FLUSH_INTERVAL_SECONDS:
+                continue  # written less than a minute ago: the next sweep will see it
+            due.append((cid, self._pending.pop(cid)))
+            self._flushed_at[cid] = now
+            taken += 1
 
     def pending(self, credential_id: int) -> _Pending | None:
         return self._pending.get(credential_id)
 
+    def sweep_backlog(self) -> int:
+        """How many credentials the current sweep still has to look at."""
+        return len(self._sweep_queue)
+
     def reset(self) -> None:
+        """Forget everything pending and draw a new sweep offset (tests; a forked child)."""
         with self._lock:
             self._pending.clear()
             self._flushed_at.clear()
-            self._next_sweep = 0.0
+            self._sweep_queue.clear()
+            self._queued.clear()
+            self._next_sweep = None
+            self.sweep_offset = _draw_offset()
+
+    def _after_fork_in_child(self) -> None:
+        # Another thread of the parent may have held the lock at the fork: start with a new one.
+        self._lock = threading.Lock()
+        self.reset()
+
+
+def _draw_offset() -> float:
+    """A random point within the sweep interval, from the OS (no seed a fork could share)."""
+    return _random.uniform(0.0, FLUSH_INTERVAL_SECONDS) % FLUSH_INTERVAL_SECONDS
 
 
 def _write(credential_id: int, pending: _Pending) -> None:
@@ -172,3 +250,7 @@ def _write(credential_id: int, pending: _Pending) -> None:
 
 
 recorder = UsageRecorder()
+
+# A forked worker must neither write its parent's pending counts a second time nor share its
+# parent's sweep offset (gunicorn --preload).
+os.register_at_fork(after_in_child=recorder._after_fork_in_child)

@@ -96,3 +96,135 @@ def test_a_failing_write_never_breaks_the_answer(client, gateway, issue, clock, 
     recorder.flush_due()
     credential.refresh_from_db()
     assert credential.last_used_at is not None
+
+
+# --- the sweep: bounded work per request, a random phase per process -------------------------
+
+
+def _many_credentials(issue, count):
+    """`count` real credential rows (one argon2 hash shared: only the rows matter here)."""
+    from credentials.models import Credential
+
+    model, _ = issue()
+    rows = [
+        Credential(
+            partner_key=crypto.generate_partner_key(),
+            business=model.business,
+            scopes=model.scopes,
+            secret_hash=model.secret_hash,
+            rate_limit_per_minute=model.rate_limit_per_minute,
+        )
+        for _ in range(count - 1)
+    ]
+    Credential.objects.bulk_create(rows)
+    return list(Credential.objects.order_by("id").values_list("id", flat=True))
+
+
+def _pending_and_due(recorder_under_test, ids, now):
+    """Each credential's first use written at t=0, a failure pending since t=30, then t=61."""
+    recorder_under_test.sweep_offset = 0.0  # sweeps at t=0, 60, 120, ...
+    now["t"] = 0.0
+    for cid in ids:
+        recorder_under_test.record_use(cid)
+    now["t"] = 30.0
+    for cid in ids:
+        recorder_under_test.record_failure(cid, 1, "forbidden_scope")
+    now["t"] = 61.0
+
+
+def test_one_call_runs_at_most_the_bound_of_updates_and_later_calls_write_all(gateway, issue):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from credentials.models import Credential
+
+    ids = _many_credentials(issue, 500)
+    now = {"t": 0.0}
+    rec = usage.UsageRecorder(clock=lambda: now["t"])
+    _pending_and_due(rec, ids, now)
+    bound = 1 + usage.SWEEP_WRITES_PER_REQUEST
+    with CaptureQueriesContext(connection) as queries:
+        written = rec.flush_due(ids[0])
+    assert written == len(queries.captured_queries) == bound  # its own, and N of the sweep
+    assert rec.sweep_backlog() > 0  # the rest is left for the following requests
+    calls = 1
+    while rec.sweep_backlog():
+        with CaptureQueriesContext(connection) as queries:
+            rec.flush_due()
+        assert len(queries.captured_queries) <= usage.SWEEP_WRITES_PER_REQUEST
+        calls += 1
+        assert calls <= 500, "the sweep must end"
+    assert Credential.objects.filter(pk__in=ids, failed_scope_count=1).count() == 500
+    assert all(rec.pending(cid) is None for cid in ids)
+    # At most one write per credential per minute: nothing more is due until t=120.
+    rec.record_failure(ids[1], 1, "forbidden_scope")
+    assert rec.flush_due(ids[1]) == 0
+
+
+def test_a_request_pays_for_at_most_the_bound_while_500_credentials_are_due(
+    client, gateway, issue, clock, django_assert_max_num_queries
+):
+    ids = _many_credentials(issue, 500)
+    _pending_and_due(recorder, ids, clock)
+    credential, secret = issue()
+    header = basic(credential.partner_key, secret)
+    assert verify(client, header).status_code == 200  # cold: its first use is written at once
+    for _ in range(5):
+        # The lookup, and at most N UPDATEs for the sweep (its own is not due again yet).
+        with django_assert_max_num_queries(1 + usage.SWEEP_WRITES_PER_REQUEST):
+            assert verify(client, header).status_code == 200
+    assert recorder.sweep_backlog() > 0
+
+
+def test_a_failing_write_during_a_sweep_loses_no_count(gateway, issue, monkeypatch):
+    from credentials.models import Credential
+
+    ids = _many_credentials(issue, 20)
+    now = {"t": 0.0}
+    rec = usage.UsageRecorder(clock=lambda: now["t"])
+    _pending_and_due(rec, ids, now)
+    real_write = usage._write
+
+    def down(*args, **kwargs):
+        raise OperationalError("database is gone")
+
+    monkeypatch.setattr(usage, "_write", down)
+    assert rec.flush_due() == 0
+    assert rec.sweep_backlog() == 0  # the sweep ends: no request after it pays for a failure
+    assert all(rec.pending(cid) is not None for cid in ids)
+    monkeypatch.setattr(usage, "_write", real_write)
+    now["t"] = 121.0  # the next sweep
+    while True:
+        rec.flush_due()
+        if not rec.sweep_backlog():
+            break
+    assert Credential.objects.filter(pk__in=ids, failed_scope_count=1).count() == 20
+
+
+def test_each_process_sweeps_at_its_own_random_offset():
+    interval = usage.FLUSH_INTERVAL_SECONDS
+    offsets = {usage.UsageRecorder().sweep_offset for _ in range(20)}
+    assert len(offsets) == 20  # two recorders (workers) practically never share a phase
+    assert all(0 <= offset < interval for offset in offsets)
+    rec = usage.UsageRecorder()
+    before = rec.sweep_offset
+    rec.reset()  # what a forked child does
+    assert rec.sweep_offset != before
+
+
+def test_the_sweep_follows_the_offset(gateway):
+    now = {"t": 1000.0}
+    rec = usage.UsageRecorder(clock=lambda: now["t"])
+    rec.sweep_offset = 17.0
+    rec.flush_due()  # first use: the schedule is 1017, 1077, 1137, ...
+    rec._pending[1] = usage._Pending()  # something pending, without a database write
+    for t, backlog in [(1016.9, 0), (1017.0, 1)]:
+        now["t"] = t
+        rec._start_sweep_if_due(now["t"])
+        assert rec.sweep_backlog() == backlog
+    rec._sweep_queue.clear()
+    rec._queued.clear()
+    for t, backlog in [(1076.9, 0), (1077.0, 1)]:
+        now["t"] = t
+        rec._start_sweep_if_due(now["t"])
+        assert rec.sweep_backlog() == backlog
