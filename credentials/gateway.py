@@ -7,15 +7,20 @@
    ``auth_missing`` without any database or argon2 work.
 2. A partner_key or secret that cannot be one we issued (format, checksum) is
    ``auth_invalid_credential``, still without database or argon2 work.
-3. One parameterized, indexed query reads the credential's current row joined with its business.
+3. The warm cache, by partner_key: does the secret's digest match one this process verified?
+   If not, the failed-attempt guard is consulted now, before any database work: once it has
+   tripped for this partner_key (known or not, alike) the answer is 429 without a query or
+   argon2, so a flood of wrong secrets costs no database round trip.
+4. One parameterized, indexed query reads the credential's current row joined with its business.
    No credential state is cached anywhere, so a committed rotation, revocation or scope change
    is seen by every worker on its next request. A database error is ``downstream_unavailable``.
-4. The secret: a digest already in the warm cache for this ``secret_version`` passes without
-   argon2; otherwise, unless the failed-attempt guard has tripped for this partner_key (429) or
-   this process already runs its bound of argon2 computations (429), argon2 decides. Unknown
-   keys cost one dummy verification, so they take as long as known ones. Wrong:
-   ``auth_invalid_credential``, the same answer as an unknown key.
-5. Only then the status: revoked or expired is ``auth_revoked`` (a wrong secret never learns
+5. The secret: a warm match passes without argon2 only if the row's id and ``secret_version``
+   are the ones it was verified for; a secret warm for a version rotated away is dropped from
+   the cache and treated as cold (the guard, then argon2). Cold: unless this process already
+   runs its bound of argon2 computations (429), argon2 decides. Unknown keys cost one dummy
+   verification, so they take as long as known ones. Wrong: ``auth_invalid_credential``, the
+   same answer as an unknown key.
+6. Only then the status: revoked or expired is ``auth_revoked`` (a wrong secret never learns
    it), a scope not granted is ``auth_forbidden``, and past the per-minute cap the answer is
    ``rate_limit_exceeded``.
 """
@@ -273,21 +278,35 @@ _BUSY = _deny(
 )
 
 
-@sensitive_variables("secret", "row")
-def _check_secret(partner_key: str, secret: str, row: _Row | None) -> Decision | None:
-    """Return None when `secret` is right for `row`, else the denial. `row` None: unknown key."""
-    if row is not None and warm_cache.contains(row.id, row.secret_version, secret):
-        return None
+def _guard(partner_key: str, row: _Row | None) -> tuple[int, Decision | None]:
+    """Consult the failed-attempt guard: ``(recent failures, the 429 when it has tripped)``.
+
+    `row` None: the row has not been read (or does not exist); the refusal is still counted for
+    the credential when this process already knows which one the partner_key names.
+    """
     failures, retry_after = ratelimit.guard_check(partner_key)
-    if retry_after is not None:
-        if row is not None:
-            recorder.record_failure(row.id, row.secret_version, "failed_attempt_guard")
-        return _deny(
-            RATE_LIMITED,
-            partner_key,
-            message="Too many failed attempts for this partner key; retry later.",
-            retry_after=retry_after,
-        )
+    if retry_after is None:
+        return failures, None
+    if row is not None:
+        recorder.record_failure(row.id, row.secret_version, "failed_attempt_guard")
+    else:
+        recorder.record_guard_refusal(partner_key)
+    return failures, _deny(
+        RATE_LIMITED,
+        partner_key,
+        message="Too many failed attempts for this partner key; retry later.",
+        retry_after=retry_after,
+    )
+
+
+@sensitive_variables("secret", "row")
+def _check_secret(
+    partner_key: str, secret: str, row: _Row | None, failures: int
+) -> Decision | None:
+    """Let argon2 decide whether `secret` is right for `row` (None: unknown key); None if so.
+
+    The caller has consulted the guard already; `failures` is what it counted.
+    """
     semaphore = argon2_semaphore()
     if not semaphore.acquire(timeout=settings.GATEWAY_ARGON2_WAIT_MS / 1000):
         logger.warning("argon2 concurrency bound reached; refusing a verification")
@@ -304,13 +323,13 @@ def _check_secret(partner_key: str, secret: str, row: _Row | None) -> Decision |
         semaphore.release()
     if verification.malformed_hash:
         logger.error("stored hash of %s cannot be used; refusing (fail closed)", partner_key)
-        recorder.record_failure(row.id, row.secret_version, "unparsable_hash")
+        recorder.record_failure(row.id, row.secret_version, "unparsable_hash", partner_key)
         return _deny(AUTH_INVALID, partner_key)
     if not verification.ok:
         ratelimit.guard_record_failure(partner_key)
-        recorder.record_failure(row.id, row.secret_version, "wrong_secret")
+        recorder.record_failure(row.id, row.secret_version, "wrong_secret", partner_key)
         return _deny(AUTH_INVALID, partner_key)
-    warm_cache.remember(row.id, row.secret_version, secret)
+    warm_cache.remember(partner_key, row.id, row.secret_version, secret)
     if failures:
         ratelimit.guard_clear(partner_key)
     return None
@@ -335,7 +354,7 @@ def _upgrade_hash(row: _Row, secret: str) -> None:
 # --- the decision ---------------------------------------------------------------------------
 
 
-@sensitive_variables("authorization", "parsed", "secret", "row")
+@sensitive_variables("authorization", "parsed", "secret", "row", "warm")
 def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
     """Decide whether the partner presenting `authorization` may act with `scope`.
 
@@ -351,22 +370,39 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
     if not crypto.is_well_formed_secret(secret):
         return _deny(AUTH_INVALID, partner_key)
 
+    # A secret this worker already verified for this partner_key skips the guard (so the guard
+    # never locks out a warm partner) and argon2; any other consults the guard first, so under
+    # a flood of wrong secrets a refusal costs no database round trip.
+    warm = warm_cache.lookup(partner_key, secret)
+    failures = 0
+    if warm is None:
+        failures, denial = _guard(partner_key, None)
+        if denial is not None:
+            return denial
     row = _load(partner_key)
-    denial = _check_secret(partner_key, secret, row)
-    if denial is not None:
-        return denial
+    if warm is not None and (row is None or (row.id, row.secret_version) != warm):
+        # Verified for a row that has changed since (rotated, or gone): that proves nothing now.
+        warm_cache.forget(partner_key, *warm)
+        warm = None
+        failures, denial = _guard(partner_key, row)
+        if denial is not None:
+            return denial
+    if warm is None:
+        denial = _check_secret(partner_key, secret, row, failures)
+        if denial is not None:
+            return denial
 
     if not row.active or row.expired:
         recorder.record_failure(
-            row.id, row.secret_version, "revoked" if not row.active else "expired"
+            row.id, row.secret_version, "revoked" if not row.active else "expired", partner_key
         )
         return _deny(AUTH_REVOKED, partner_key)
     if scope is not None and scope not in row.scopes:
-        recorder.record_failure(row.id, row.secret_version, "forbidden_scope")
+        recorder.record_failure(row.id, row.secret_version, "forbidden_scope", partner_key)
         return _deny(AUTH_FORBIDDEN, partner_key)
     rate = ratelimit.hit_rate_cap(row.id, row.rate_limit)
     if rate.exceeded:
-        recorder.record_failure(row.id, row.secret_version, "rate_limited")
+        recorder.record_failure(row.id, row.secret_version, "rate_limited", partner_key)
         return _deny(
             RATE_LIMITED,
             partner_key,
@@ -374,7 +410,7 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
             rate=rate,
             retry_after=rate.reset,
         )
-    recorder.record_use(row.id)
+    recorder.record_use(row.id, partner_key)
     return Decision(
         status=200,
         partner_key=partner_key,

@@ -49,6 +49,7 @@ FLUSH_INTERVAL_SECONDS = 60.0
 # the request's own credential's; and at most this many queue entries looked at per request.
 SWEEP_WRITES_PER_REQUEST = 4
 SWEEP_EXAMINE_PER_REQUEST = 64
+KNOWN_IDS_MAX = 100_000
 _random = random.SystemRandom()
 
 # Failure reason -> counter column (the reason itself goes to last_failure_reason).
@@ -95,14 +96,21 @@ class UsageRecorder:
         self._lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._flushed_at: dict[int, float] = {}
+        # partner_key -> credential id, learned from rows the gateway read, so a refusal that
+        # reads no row (the failed-attempt guard) can still be counted for a known credential.
+        self._ids: dict[str, int] = {}
         self._sweep_queue: deque[int] = deque()
         self._queued: set[int] = set()
         self._next_sweep: float | None = None  # set on first use: this process's phase
         self.sweep_offset = _draw_offset()
 
-    def record_failure(self, credential_id: int, secret_version: int, reason: str) -> None:
+    def record_failure(
+        self, credential_id: int, secret_version: int, reason: str, partner_key: str | None = None
+    ) -> None:
         now = timezone.now()
         with self._lock:
+            if partner_key is not None:
+                self._learn(partner_key, credential_id)
             pending = self._pending.setdefault(credential_id, _Pending())
             column = REASON_FIELDS[reason]
             if column == "failed_secret_count":
@@ -115,11 +123,34 @@ class UsageRecorder:
             pending.last_failure_reason = reason
         self.flush_due(credential_id)
 
-    def record_use(self, credential_id: int) -> None:
+    def record_guard_refusal(self, partner_key: str) -> bool:
+        """Count a failed-attempt-guard refusal that read no row, if the key's credential is known.
+
+        Returns whether it was counted: a key this process never saw in a row (unknown, or only
+        ever refused before its lookup) cannot be attributed without the query the guard saves.
+        """
+        with self._lock:
+            credential_id = self._ids.get(partner_key)
+        if credential_id is None:
+            return False
+        self.record_failure(credential_id, 0, "failed_attempt_guard")
+        return True
+
+    def record_use(self, credential_id: int, partner_key: str | None = None) -> None:
         now = timezone.now()
         with self._lock:
+            if partner_key is not None:
+                self._learn(partner_key, credential_id)
             self._pending.setdefault(credential_id, _Pending()).last_used_at = now
         self.flush_due(credential_id)
+
+    def _learn(self, partner_key: str, credential_id: int) -> None:
+        # Called with the lock held. Keys of existing rows only, so bounded by the table; the
+        # cap is for very large tables (a forgotten key only loses guard-refusal counts).
+        if self._ids.get(partner_key) != credential_id:
+            self._ids[partner_key] = credential_id
+            if len(self._ids) > KNOWN_IDS_MAX:
+                del self._ids[next(iter(self._ids))]
 
     def flush_due(self, credential_id: int | None = None, *, force: bool = False) -> int:
         """Write what is due: `credential_id`'s, and a few others' while a sweep is under way.
@@ -211,6 +242,7 @@ class UsageRecorder:
         with self._lock:
             self._pending.clear()
             self._flushed_at.clear()
+            self._ids.clear()
             self._sweep_queue.clear()
             self._queued.clear()
             self._next_sweep = None

@@ -130,3 +130,115 @@ def test_guard_is_shared_through_redis(client, gateway_redis, issue):
     keys = list(gateway_redis.client.scan_iter(f"{gateway_redis.prefix}:*fail:*"))
     assert keys, "the failure count lives in Redis"
     assert verify(client, basic(credential.partner_key, secret)).status_code == 429
+
+
+# --- a tripped guard answers before the database --------------------------------------------
+
+
+def test_tripped_guard_refuses_a_wrong_secret_without_a_query_or_argon2(
+    client, gateway, issue, django_assert_num_queries
+):
+    credential, secret = issue()
+    assert verify(client, basic(credential.partner_key, secret)).status_code == 200  # warm
+    _fail(client, credential.partner_key, LIMIT)
+    before = crypto.argon2_calls()
+    for _ in range(5):
+        with django_assert_num_queries(0):
+            response = verify(client, basic(credential.partner_key, crypto.generate_secret()))
+        assert response.status_code == 429
+        assert error_code(response) == "rate_limit_exceeded"
+        assert int(response["Retry-After"]) >= 1
+    warm_cache.clear()  # a right secret this worker has not verified waits like the others
+    with django_assert_num_queries(0):
+        assert verify(client, basic(credential.partner_key, secret)).status_code == 429
+    assert crypto.argon2_calls() == before
+
+
+def test_tripped_guard_still_lets_a_warm_secret_through_with_one_query(
+    client, gateway, issue, django_assert_num_queries
+):
+    credential, secret = issue()
+    header = basic(credential.partner_key, secret)
+    assert verify(client, header).status_code == 200
+    _fail(client, credential.partner_key, LIMIT + 3)
+    before = crypto.argon2_calls()
+    for _ in range(3):
+        with django_assert_num_queries(1):  # the row still decides, as on every warm request
+            assert verify(client, header).status_code == 200
+    assert crypto.argon2_calls() == before
+
+
+def test_the_warm_path_asks_the_guard_nothing(client, gateway_redis, issue, monkeypatch):
+    # No round trip to the shared store (Redis) beyond the rate cap's counter.
+    credential, secret = issue()
+    header = basic(credential.partner_key, secret)
+    assert verify(client, header).status_code == 200
+
+    def no(*args, **kwargs):
+        raise AssertionError("the warm path consulted the guard")
+
+    monkeypatch.setattr(ratelimit, "guard_check", no)
+    assert verify(client, header).status_code == 200
+
+
+def test_a_secret_warm_for_a_rotated_away_version_never_passes(
+    client, gateway, issue, actor, django_assert_num_queries
+):
+    from credentials import services
+
+    credential, old = issue()
+    old_header = basic(credential.partner_key, old)
+    assert verify(client, old_header).status_code == 200  # warm for version 1
+    new = services.credential_rotate(actor=actor, credential=credential)
+    _fail(client, credential.partner_key, LIMIT)
+    before = crypto.argon2_calls()
+    # The digest still matches, so the row is read, and its version 2 makes it miss: then the
+    # tripped guard applies.
+    with django_assert_num_queries(1):
+        response = verify(client, old_header)
+    assert response.status_code == 429
+    assert error_code(response) == "rate_limit_exceeded"
+    # The stale entry is gone: from now on the old secret is refused before any query.
+    with django_assert_num_queries(0):
+        assert verify(client, old_header).status_code == 429
+    assert crypto.argon2_calls() == before
+    assert verify(client, basic(credential.partner_key, new)).status_code == 429  # cold: waits
+
+
+def test_a_rotated_away_warm_secret_is_refused_when_the_guard_has_not_tripped(
+    client, gateway, issue, actor
+):
+    from credentials import services
+
+    credential, old = issue()
+    old_header = basic(credential.partner_key, old)
+    assert verify(client, old_header).status_code == 200
+    services.credential_rotate(actor=actor, credential=credential)
+    for _ in range(LIMIT):
+        response = verify(client, old_header)
+        assert response.status_code == 401
+        assert error_code(response) == "auth_invalid_credential"
+    assert verify(client, old_header).status_code == 429  # and its failures trip the guard
+
+
+def test_tripped_guard_answers_unknown_and_known_keys_alike_without_a_query(
+    client, gateway, issue, django_assert_num_queries, monkeypatch
+):
+    now = 300.0 * 3334 + 7  # one instant for both keys, so Retry-After can be compared
+    monkeypatch.setattr(ratelimit.time, "time", lambda: now)
+    known, _ = issue()
+    unknown = crypto.generate_partner_key()
+    answers = []
+    for partner_key in (known.partner_key, unknown):
+        _fail(client, partner_key, LIMIT)
+        with django_assert_num_queries(0):
+            response = verify(client, basic(partner_key, crypto.generate_secret()))
+        answers.append(
+            (
+                response.status_code,
+                response.json()["error"],
+                response["Retry-After"],
+                sorted(response.headers),
+            )
+        )
+    assert answers[0] == answers[1]

@@ -228,3 +228,18 @@ def test_the_sweep_follows_the_offset(gateway):
         now["t"] = t
         rec._start_sweep_if_due(now["t"])
         assert rec.sweep_backlog() == backlog
+
+
+def test_guard_refusals_without_a_query_are_still_counted(client, gateway, issue, clock):
+    credential, secret = issue()
+    for _ in range(gateway.GATEWAY_FAILED_ATTEMPT_LIMIT):
+        assert verify(client, basic(credential.partner_key, crypto.generate_secret())).status_code
+    for _ in range(3):
+        response = verify(client, basic(credential.partner_key, crypto.generate_secret()))
+        assert response.status_code == 429
+    clock["t"] += 60
+    recorder.flush_due()
+    credential.refresh_from_db()
+    assert credential.failed_secret_count == gateway.GATEWAY_FAILED_ATTEMPT_LIMIT
+    assert credential.failed_rate_limited_count == 3
+    assert credential.last_failure_reason == "failed_attempt_guard"

@@ -27,9 +27,9 @@ def test_warm_requests_run_no_argon2_and_one_query(
 
 def test_the_cache_keeps_no_secret(gateway, issue):
     credential, secret = issue()
-    warm_cache.remember(credential.pk, 1, secret)
+    warm_cache.remember(credential.partner_key, credential.pk, 1, secret)
     assert secret.encode() not in repr(warm_cache._entries).encode()
-    assert all(len(digest) == 32 for digest, _ in warm_cache._entries.values())
+    assert all(len(digest) == 32 for _, _, digest, _ in warm_cache._entries.values())
 
 
 def test_rotation_misses_by_construction(client, gateway, issue, actor):
@@ -69,13 +69,13 @@ def test_cache_is_bounded_least_recently_used_first(settings):
     settings.GATEWAY_WARM_CACHE = True
     settings.GATEWAY_WARM_CACHE_SIZE = 2
     cache = WarmCache()
-    cache.remember(1, 1, "a")
-    cache.remember(2, 1, "b")
-    assert cache.contains(1, 1, "a")  # 1 is now the most recently used
-    cache.remember(3, 1, "c")
+    cache.remember("pk_1", 1, 1, "a")
+    cache.remember("pk_2", 2, 1, "b")
+    assert cache.lookup("pk_1", "a") == (1, 1)  # 1 is now the most recently used
+    cache.remember("pk_3", 3, 1, "c")
     assert len(cache) == 2
-    assert cache.contains(1, 1, "a") and cache.contains(3, 1, "c")
-    assert not cache.contains(2, 1, "b")
+    assert cache.lookup("pk_1", "a") and cache.lookup("pk_3", "c")
+    assert not cache.lookup("pk_2", "b")
 
 
 def test_idle_entries_expire_and_use_keeps_them(settings, monkeypatch):
@@ -84,19 +84,19 @@ def test_idle_entries_expire_and_use_keeps_them(settings, monkeypatch):
     clock = {"now": 1000.0}
     monkeypatch.setattr("credentials.warm_cache.time.monotonic", lambda: clock["now"])
     cache = WarmCache()
-    cache.remember(1, 1, "a")
+    cache.remember("pk_1", 1, 1, "a")
     clock["now"] += 9
-    assert cache.contains(1, 1, "a")  # used: stays warm for another 10 s
+    assert cache.lookup("pk_1", "a")  # used: stays warm for another 10 s
     clock["now"] += 9
-    assert cache.contains(1, 1, "a")
+    assert cache.lookup("pk_1", "a")
     clock["now"] += 11
-    assert not cache.contains(1, 1, "a")
+    assert not cache.lookup("pk_1", "a")
     assert len(cache) == 0
 
 
 def test_digests_are_keyed_per_process(settings):
     settings.GATEWAY_WARM_CACHE = True
     one, two = WarmCache(), WarmCache()
-    one.remember(1, 1, "a")
-    two.remember(1, 1, "a")
-    assert one._entries[(1, 1)][0] != two._entries[(1, 1)][0]
+    one.remember("pk_1", 1, 1, "a")
+    two.remember("pk_1", 1, 1, "a")
+    assert one._entries["pk_1"][2] != two._entries["pk_1"][2]
