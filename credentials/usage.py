@@ -4,7 +4,8 @@ The gateway must not write on every request (one UPDATE per verification would d
 database work of the hot path and serialise a busy credential on its row lock). Each process
 accumulates, per credential, how many verifications failed and why, the last failure, and the
 last successful use; the first event for a credential in a minute writes at once (so an operator
-sees new misuse quickly), later ones wait until a minute has passed since that write. Pending
+sees new misuse quickly), later ones wait until a minute (plus a random spread of up to
+:data:`FLUSH_JITTER_SECONDS`) has passed since that write. Pending
 counts of credentials that go quiet are written by a sweep, once a minute per process.
 
 The sweep never stalls a request: it only queues the pending credentials, and each following
@@ -45,6 +46,10 @@ from .models import Credential
 logger = logging.getLogger("klikit.gateway")
 
 FLUSH_INTERVAL_SECONDS = 60.0
+# Each write puts its credential's next one 60 s plus a random 0-30 s away, so credentials first
+# used together (a deploy, a warm-up) do not all fall due in the same instant a minute later:
+# their writes spread over half a minute instead of queueing up behind each other.
+FLUSH_JITTER_SECONDS = 30.0
 # At most this many other credentials' UPDATEs per request while a sweep is under way, besides
 # the request's own credential's; and at most this many queue entries looked at per request.
 SWEEP_WRITES_PER_REQUEST = 4
@@ -166,11 +171,11 @@ class UsageRecorder:
                 last = self._flushed_at.get(credential_id)
                 if force or last is None or now - last >= FLUSH_INTERVAL_SECONDS:
                     due.append((credential_id, self._pending.pop(credential_id)))
-                    self._flushed_at[credential_id] = now
+                    self._flushed_at[credential_id] = now + _jitter()
             if force:
                 for cid in list(self._pending):
                     due.append((cid, self._pending.pop(cid)))
-                    self._flushed_at[cid] = now
+                    self._flushed_at[cid] = now + _jitter()
                 self._sweep_queue.clear()
                 self._queued.clear()
             else:
@@ -227,7 +232,7 @@ class UsageRecorder:
             if last is not None and now - last < FLUSH_INTERVAL_SECONDS:
                 continue  # written less than a minute ago: the next sweep will see it
             due.append((cid, self._pending.pop(cid)))
-            self._flushed_at[cid] = now
+            self._flushed_at[cid] = now + _jitter()
             taken += 1
 
     def pending(self, credential_id: int) -> _Pending | None:
@@ -252,6 +257,11 @@ class UsageRecorder:
         # Another thread of the parent may have held the lock at the fork: start with a new one.
         self._lock = threading.Lock()
         self.reset()
+
+
+def _jitter() -> float:
+    """How much later than a minute a credential's next write may come (spreads write waves)."""
+    return _random.uniform(0.0, FLUSH_JITTER_SECONDS) if FLUSH_JITTER_SECONDS else 0.0
 
 
 def _draw_offset() -> float:

@@ -139,6 +139,11 @@ DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
 
 # --- Cache ----------------------------------------------------------------------------------
 CACHES = {"default": _read("CACHE_URL", env.cache_url, "locmemcache://klikit-admin")}
+# django-environ hands ?key_prefix=/?timeout=/?version= back in lower case, where Django ignores
+# them; a prefix meant to keep two deployments' counters apart would silently not apply.
+for _name in ("key_prefix", "timeout", "version"):
+    if _name in CACHES["default"]:
+        CACHES["default"][_name.upper()] = CACHES["default"].pop(_name)
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache":
     # The default of 300 entries would evict live rate-limit windows of busy credentials
     # (resetting their counts); entries are small and expire with their window.

@@ -12,6 +12,12 @@ from tests.gateway_helpers import basic, verify
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _exact_minutes(monkeypatch):
+    """These tests step the clock by exactly a minute; the write spread has its own test."""
+    monkeypatch.setattr(usage, "FLUSH_JITTER_SECONDS", 0.0)
+
+
 @pytest.fixture
 def clock(monkeypatch):
     now = {"t": 10_000.0}
@@ -243,3 +249,32 @@ def test_guard_refusals_without_a_query_are_still_counted(client, gateway, issue
     assert credential.failed_secret_count == gateway.GATEWAY_FAILED_ATTEMPT_LIMIT
     assert credential.failed_rate_limited_count == 3
     assert credential.last_failure_reason == "failed_attempt_guard"
+
+
+def test_credentials_used_together_fall_due_spread_out_not_all_at_once(monkeypatch):
+    """A wave of first uses (a deploy, a warm-up) must not come due as one wave a minute later."""
+    monkeypatch.setattr(usage, "FLUSH_JITTER_SECONDS", 30.0)
+    now = {"t": 0.0}
+    written_at: dict[int, list[float]] = {}
+    monkeypatch.setattr(
+        usage, "_write", lambda cid, pending: written_at.setdefault(cid, []).append(now["t"])
+    )
+    rec = usage.UsageRecorder(clock=lambda: now["t"])
+    ids = range(1, 201)
+    for cid in ids:
+        rec.record_use(cid)  # first use: written at once
+        rec.record_use(cid)  # pending again: due a minute plus a spread later
+    assert all(times == [0.0] for times in written_at.values())
+    for step in range(1, 96):
+        now["t"] = float(step)
+        for cid in ids:
+            rec.flush_due(cid)
+    second = {cid: times[1] for cid, times in written_at.items()}
+    assert set(second) == set(ids)  # every credential is written again, within 60-90 s
+    assert all(60.0 <= t <= 91.0 for t in second.values())
+    # Spread over the half minute: no single second holds more than a fifth of them.
+    per_second: dict[float, int] = {}
+    for t in second.values():
+        per_second[t] = per_second.get(t, 0) + 1
+    assert max(per_second.values()) <= 40
+    assert len(per_second) >= 20

@@ -71,6 +71,17 @@ def test_argon2_parameters_and_urls_are_read_from_the_environment(base_env):
     assert result.stdout.split()[2:6] == ["3", "65536", "4", "django.db.backends.postgresql"]
 
 
+def test_a_key_prefix_in_cache_url_reaches_django(base_env):
+    base_env["CACHE_URL"] = "redis://127.0.0.1:6379/3?key_prefix=klikit-eu&timeout=120"
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "c = s.CACHES['default']; print(c['KEY_PREFIX'], c['TIMEOUT'], 'key_prefix' in c)"
+    )
+    result = start(base_env, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["klikit-eu", "120", "False"]
+
+
 def test_debug_without_a_secret_key_uses_the_marked_insecure_dev_key(base_env):
     del base_env["SECRET_KEY"]
     base_env["DEBUG"] = "1"
