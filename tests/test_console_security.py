@@ -114,3 +114,46 @@ def test_console_is_at_the_root_and_titled(client):
     html = client.get(reverse("admin:login")).content.decode()
     assert "<title>Log in | klikit credentials</title>" in html
     assert "klikit credentials" in html
+
+
+def test_console_redirects_to_https_when_asked_and_trusts_the_proxy_only_when_told(
+    client, settings
+):
+    settings.SECURE_SSL_REDIRECT = True
+    response = client.get("/login/")
+    assert response.status_code == 301
+    assert response["Location"] == "https://testserver/login/"
+    # Without TRUST_X_FORWARDED_PROTO a client-sent header proves nothing.
+    assert client.get("/login/", headers={"X-Forwarded-Proto": "https"}).status_code == 301
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert client.get("/login/", headers={"X-Forwarded-Proto": "https"}).status_code == 200
+
+
+def test_https_settings_come_from_the_environment(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DJANGO_SETTINGS_MODULE": "klikit_admin.settings",
+        "SECRET_KEY": "a-test-secret-key-for-the-https-settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "SECURE_SSL_REDIRECT": "1",
+        "TRUST_X_FORWARDED_PROTO": "1",
+        "SECURE_HSTS_SECONDS": "31536000",
+    }
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SECURE_SSL_REDIRECT, s.SECURE_PROXY_SSL_HEADER[0], s.SECURE_HSTS_SECONDS)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "HTTP_X_FORWARDED_PROTO", "31536000"]
