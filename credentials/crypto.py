@@ -32,6 +32,7 @@ see how many argon2 computations ran.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import logging
 import re
@@ -97,6 +98,16 @@ def is_well_formed_secret(secret: str) -> bool:
     if match is None:
         return False
     return hmac.compare_digest(_checksum(match.group(1)), match.group(2))
+
+
+@sensitive_variables("secret")
+def authorization_value(partner_key: str, secret: str) -> str:
+    """Return the ``Authorization`` value a partner sends: ``Basic base64(key:secret)``.
+
+    Only for the one response that shows a new secret; the gateway parses the inverse.
+    """
+    token = base64.b64encode(f"{partner_key}:{secret}".encode()).decode("ascii")
+    return f"Basic {token}"
 
 
 def is_well_formed_partner_key(partner_key: str) -> bool:

@@ -234,3 +234,12 @@ def test_verify_refuses_a_non_text_secret_without_blaming_the_hash(secret):
     result = crypto.verify_secret(encoded, secret)
     assert result.ok is False
     assert result.malformed_hash is False
+
+
+def test_the_authorization_value_shown_with_a_secret_is_what_the_gateway_parses():
+    from credentials.gateway import parse_basic
+
+    partner_key, secret = crypto.generate_partner_key(), crypto.generate_secret()
+    value = crypto.authorization_value(partner_key, secret)
+    assert value.startswith("Basic ")
+    assert parse_basic(value) == (partner_key, secret)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import re
 import uuid
@@ -13,7 +12,7 @@ from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_variables
 
-from .. import services
+from .. import crypto, services
 from ..models import Credential
 
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -65,7 +64,6 @@ def render_secret_once(
     no secret in an error report (every frame below this one is cleansed). It is the direct
     response to the POST that created the secret: no redirect, nothing in the session.
     """
-    basic = base64.b64encode(f"{credential.partner_key}:{secret}".encode()).decode("ascii")
     response = render(
         request,
         "admin/credentials/credential/secret_once.html",
@@ -74,7 +72,7 @@ def render_secret_once(
             "title": title,
             "credential": credential,
             "secret": secret,
-            "authorization": f"Basic {basic}",
+            "authorization": crypto.authorization_value(credential.partner_key, secret),
             "api_base_url": settings.PARTNER_API_BASE_URL.rstrip("/"),
         },
     )

@@ -9,7 +9,6 @@ traceback. Values that need checking (numbers, dates) are parsed here rather tha
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, OutputWrapper
 from django.views.decorators.debug import sensitive_variables
 
-from credentials import services
+from credentials import crypto, services
 from credentials.models import Business, Credential
 
 EXPIRES_AT_HELP = (
@@ -142,14 +141,13 @@ def write_secret(
         }
         stdout.write(json.dumps(payload))
         return
-    token = base64.b64encode(f"{credential.partner_key}:{secret}".encode()).decode("ascii")
     business = credential.business
     stdout.write(f"{verb} credential for {business.name} (business {business.business_id})")
     stdout.write(f"partner_key:    {credential.partner_key}")
     stdout.write(f"secret_key:     {secret}")
     stdout.write(f"secret_version: {credential.secret_version}")
     stdout.write(f"scopes:         {' '.join(credential.scopes)}")
-    stdout.write(f"Authorization: Basic {token}")
+    stdout.write(f"Authorization: {crypto.authorization_value(credential.partner_key, secret)}")
     stdout.write(
         "The secret key is shown only this once and cannot be retrieved later: store it now."
     )
