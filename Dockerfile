@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 
 WORKDIR /app
-COPY pyproject.toml README.md manage.py ./
+COPY pyproject.toml README.md manage.py gunicorn.conf.py ./
 COPY klikit_admin ./klikit_admin
 COPY credentials ./credentials
 COPY templates ./templates
@@ -20,4 +20,5 @@ RUN pip install . \
 USER klikit
 EXPOSE 8000
 # Two sync workers per two cores: measured faster than more workers on this workload.
+# gunicorn also reads ./gunicorn.conf.py (no access line for gateway requests: they log their own).
 CMD ["sh", "-c", "DB_STATEMENT_TIMEOUT_MS=0 python manage.py migrate --no-input && exec gunicorn klikit_admin.wsgi --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --access-logfile - --error-logfile -"]

@@ -4,8 +4,9 @@ Every answer, including 404, 405 and 500, is ``{"request_id", "data"}`` or
 ``{"request_id", "error": {"code", "message"}}`` as ``application/json; charset=utf-8`` with
 ``Cache-Control: no-store`` and the request id in ``X-Request-Id``; the single exception is
 forward-auth's allow, an empty 200 whose headers carry the answer. Each request logs one line
-(id, endpoint, outcome, status, partner_key once known, duration) and never the Authorization
-header, the secret or the body. The decision itself lives in :mod:`credentials.gateway`.
+(id, method, client address, endpoint, outcome, status, partner_key once known, duration) and
+never the Authorization header, the secret or the body. The decision itself lives in
+:mod:`credentials.gateway`.
 """
 
 from __future__ import annotations
@@ -127,10 +128,13 @@ def gateway_endpoint(name: str, *, token_required: bool = True, forward: bool = 
             response["Cache-Control"] = "no-store"
             response["X-Content-Type-Options"] = "nosniff"
             response._has_been_logged = True  # our own line below replaces Django's warning
+            # The only line for this request (gunicorn.conf.py drops gunicorn's access line).
             logger.info(
-                "gateway request_id=%s endpoint=%s outcome=%s status=%s partner_key=%s "
-                "duration_ms=%.2f",
+                "gateway request_id=%s method=%s client=%s endpoint=%s outcome=%s status=%s "
+                "partner_key=%s duration_ms=%.2f",
                 request_id,
+                request.method,
+                request.META.get("REMOTE_ADDR") or "-",
                 name,
                 ctx.outcome,
                 response.status_code,

@@ -289,7 +289,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"redact_secrets": {"()": "credentials.log_redaction.RedactSecretsFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # The process id tells gunicorn's workers apart.
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"},
     },
     "handlers": {
         "console": {

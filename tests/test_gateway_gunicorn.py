@@ -195,12 +195,23 @@ def test_one_log_line_per_request_with_its_id(pg, issue, tmp_path):
     rid = f"req_{uuid.uuid4()}"
     with gunicorn(tmp_path, workers=1, env={"DATABASE_URL": pg}) as server:
         server.verify(basic(credential.partner_key, secret), request_id=rid)
-        server.worker_of(rid)
-        lines = [line for line in server.log().splitlines() if rid in line]
-    gateway_lines = [line for line in lines if "klikit.gateway" in line]
-    assert len(gateway_lines) == 1
-    assert "outcome=ok" in gateway_lines[0] and credential.partner_key in gateway_lines[0]
-    assert "Basic" not in server.log()
+        pid = server.worker_of(rid)
+        server.request("GET", "/login/")
+        deadline = time.monotonic() + 5
+        while '"GET /login/' not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        log = server.log()
+    gateway_lines = [line for line in log.splitlines() if rid in line]
+    assert len(gateway_lines) == 1, gateway_lines
+    line = gateway_lines[0]
+    assert "klikit.gateway" in line and f"[{pid}]" in line
+    assert "method=POST client=127.0.0.1 endpoint=verify outcome=ok status=200" in line
+    assert credential.partner_key in line
+    # gunicorn.conf.py's logger writes no access line of its own for the gateway's request
+    # (it would carry no request id), and keeps the console's.
+    assert "/api/v1/verify" not in log
+    assert '"GET /login/ HTTP/1.1" 200' in log
+    assert "Basic" not in log
 
 
 def test_expired_credential_is_refused_by_the_server(pg, issue, tmp_path):

@@ -306,7 +306,7 @@ def test_one_log_line_per_request_without_secrets(client, gateway, issue, caplog
     assert len(lines) == 1
     line = lines[0]
     assert response["X-Request-Id"] in line
-    assert "endpoint=verify" in line and "outcome=ok" in line and "status=200" in line
+    assert "method=POST client=127.0.0.1 endpoint=verify outcome=ok status=200" in line
     assert f"partner_key={credential.partner_key}" in line and "duration_ms=" in line
     everything = caplog.text
     assert secret not in everything and header.split()[1] not in everything

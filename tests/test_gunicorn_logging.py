@@ -1,0 +1,56 @@
+"""gunicorn.conf.py's logger: no access line for gateway requests, the usual one otherwise."""
+
+from __future__ import annotations
+
+import datetime as dt
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
+from gunicorn.config import Config
+
+from klikit_admin import wsgi
+from klikit_admin.gunicorn_logging import GATEWAY_PREFIX, Logger
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _access_log(tmp_path: Path, path: str) -> str:
+    log_file = tmp_path / "access.log"
+    cfg = Config()
+    cfg.set("accesslog", str(log_file))
+    logger = Logger(cfg)
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": path,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.7",
+    }
+    response = SimpleNamespace(status="200 OK", sent=2, headers=[], response_length=2)
+    request = SimpleNamespace(headers=[])
+    logger.access(response, request, environ, dt.timedelta(milliseconds=1))
+    for handler in logger.access_log.handlers:
+        handler.flush()
+    return log_file.read_text() if log_file.exists() else ""
+
+
+def test_gateway_requests_get_no_gunicorn_access_line(tmp_path):
+    assert _access_log(tmp_path, "/api/v1/verify") == ""
+
+
+def test_console_requests_keep_theirs(tmp_path):
+    line = _access_log(tmp_path, "/credentials/")
+    assert "10.0.0.7 - - [" in line and '"POST /credentials/ HTTP/1.1" 200' in line
+
+
+def test_the_prefix_is_the_one_the_wsgi_handler_sends_past_the_middleware():
+    assert GATEWAY_PREFIX == wsgi.GATEWAY_PREFIX
+
+
+def test_gunicorn_conf_selects_the_logger():
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    cfg = Config()
+    cfg.set("logger_class", settings["logger_class"])
+    assert cfg.logger_class is Logger
