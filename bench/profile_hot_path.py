@@ -9,7 +9,8 @@ It calls ``klikit_admin.wsgi.application`` directly with WSGI environs, as gunic
 worker would, so the figures cover Django's handler, the gateway's view and PostgreSQL round
 trips, but not gunicorn's socket and HTTP parsing. It prints the mean wall time per call for
 the warm verify, forward-auth, a wrong secret once the failed-attempt guard has tripped (the
-flood's request) and both baselines, then a cProfile of the warm verify calls.
+flood's request) and both baselines, then a cProfile of one of them (``--profile``, default
+the warm verify).
 
 ``--sweep 200,1000`` also times the usage recorder's once-a-minute sweep in one request: with N
 credentials used in the last minute, the request that finds the sweep due writes its own row and
@@ -62,6 +63,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--top", type=int, default=45)
     parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative, tottime")
+    parser.add_argument("--profile", default="warm verify", help="which case to profile")
     parser.add_argument("--sweep", default="", help="comma-separated credential counts")
     args = parser.parse_args()
 
@@ -174,12 +176,12 @@ def main() -> int:
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(args.calls):
-        call(cases["warm verify"])
+        call(cases[args.profile], expected(args.profile))
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats(args.sort).print_stats(args.top)
-    print(f"cProfile of {args.calls} warm verify calls (profiling inflates every figure):")
+    print(f"cProfile of {args.calls} {args.profile} calls (profiling inflates every figure):")
     print(out.getvalue())
     for count in filter(None, args.sweep.split(",")):
         time_sweep(int(count))
