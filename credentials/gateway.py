@@ -10,7 +10,8 @@
 3. The warm cache, by partner_key: does the secret's digest match one this process verified?
    If not, the failed-attempt guard is consulted now, before any database work: once it has
    tripped for this partner_key (known or not, alike) the answer is 429 without a query or
-   argon2, so a flood of wrong secrets costs no database round trip.
+   argon2, so a flood of wrong secrets costs no database round trip (and, for a second after
+   this process saw the trip, no round trip to the counter store either).
 4. One parameterized, indexed query reads the credential's current row joined with its business.
    No credential state is cached anywhere, so a committed rotation, revocation or scope change
    is seen by every worker on its next request. A database error is ``downstream_unavailable``.

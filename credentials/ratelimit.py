@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 logger = logging.getLogger("klikit.gateway")
 
@@ -139,7 +141,8 @@ class CounterStore:
         }
 
     def reset(self) -> None:
-        """Forget memory counts and fallback state (tests)."""
+        """Forget memory counts, remembered guard trips and fallback state (tests)."""
+        tripped.clear()
         with self._lock:
             self._memory.clear()
         self._fallback_until = 0.0
@@ -190,21 +193,76 @@ def _guard_keys(partner_key: str, now: float) -> tuple[list[str], int, int]:
     return keys, reset, window
 
 
+class _TrippedMemo:
+    """This process's memory of guards it saw tripped, each trusted for a moment only.
+
+    Under a flood of wrong secrets every refusal would otherwise ask the shared store again
+    (with Redis, a network round trip per refused request) for an answer that cannot change
+    until the windows pass: a tripped guard runs no more argon2, so no failure is added and no
+    success clears it. A remembered trip answers for at most :data:`GUARD_MEMO_SECONDS`; after
+    that the store is asked again, so anything that does clear it elsewhere (a success that was
+    already under way when the guard tripped) is seen within that time.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, float]] = {}  # key -> (trusted until, lifts at)
+
+    def get(self, partner_key: str, now: float) -> float | None:
+        """When the guard of `partner_key` lifts, if a trip remembered as of `now` says so."""
+        entry = self._entries.get(partner_key)
+        if entry is None:
+            return None
+        trusted_until, lifts_at = entry
+        if now < trusted_until:
+            return lifts_at
+        self._entries.pop(partner_key, None)
+        return None
+
+    def remember(self, partner_key: str, now: float, lifts_at: float) -> None:
+        if len(self._entries) >= _GUARD_MEMO_MAX_KEYS:
+            self._entries.clear()  # only a shortcut: forgetting costs a store lookup each
+        self._entries[partner_key] = (min(now + GUARD_MEMO_SECONDS, lifts_at), lifts_at)
+
+    def forget(self, partner_key: str) -> None:
+        self._entries.pop(partner_key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+GUARD_MEMO_SECONDS = 1.0
+_GUARD_MEMO_MAX_KEYS = 10_000
+tripped = _TrippedMemo()
+
+
+@receiver(setting_changed)
+def _forget_trips_on_setting_change(*, setting: str, **kwargs) -> None:
+    if setting.startswith("GATEWAY_FAILED_ATTEMPT"):
+        tripped.clear()
+
+
 def guard_check(partner_key: str, *, now: float | None = None) -> tuple[int, int | None]:
     """Return the recent failure count of `partner_key` and, past the limit, seconds to wait.
 
     Failures in the current and the previous window count together, so no run of failures
-    straddling a window boundary exceeds the limit.
+    straddling a window boundary exceeds the limit. A trip this process saw less than
+    :data:`GUARD_MEMO_SECONDS` ago answers without asking the store (the count is then given
+    as the limit).
     """
     now = time.time() if now is None else now
+    limit = settings.GATEWAY_FAILED_ATTEMPT_LIMIT
+    lifts_at = tripped.get(partner_key, now)
+    if lifts_at is not None:
+        return limit, max(1, math.ceil(lifts_at - now))
     keys, reset, window = _guard_keys(partner_key, now)
     counts = store.get_many(keys)
     current, previous = counts.get(keys[0], 0), counts.get(keys[1], 0)
-    limit = settings.GATEWAY_FAILED_ATTEMPT_LIMIT
     if current + previous < limit:
         return current + previous, None
     # While this window alone is at the limit, the next window still sees it as "previous".
-    return current + previous, reset + (window if current >= limit else 0)
+    extra = window if current >= limit else 0
+    tripped.remember(partner_key, now, (now // window + 1) * window + extra)
+    return current + previous, reset + extra
 
 
 def guard_record_failure(partner_key: str, *, now: float | None = None) -> None:
@@ -217,4 +275,5 @@ def guard_record_failure(partner_key: str, *, now: float | None = None) -> None:
 def guard_clear(partner_key: str, *, now: float | None = None) -> None:
     """Reset the count after a successful check: the limit is on consecutive failures."""
     keys, _, _ = _guard_keys(partner_key, time.time() if now is None else now)
+    tripped.forget(partner_key)
     store.delete_many(keys)

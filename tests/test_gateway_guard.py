@@ -242,3 +242,91 @@ def test_tripped_guard_answers_unknown_and_known_keys_alike_without_a_query(
             )
         )
     assert answers[0] == answers[1]
+
+
+# --- a remembered trip spares the shared store ----------------------------------------------
+
+
+def _count_store_lookups(monkeypatch):
+    calls = []
+    real = ratelimit.store.get_many
+
+    def counting(keys):
+        calls.append(keys)
+        return real(keys)
+
+    monkeypatch.setattr(ratelimit.store, "get_many", counting)
+    return calls
+
+
+def test_a_trip_is_remembered_briefly_so_a_flood_skips_the_store(
+    client, gateway, issue, monkeypatch
+):
+    clock = {"now": 300.0 * 3334 + 10}
+    monkeypatch.setattr(ratelimit.time, "time", lambda: clock["now"])
+    credential, _ = issue()
+    _fail(client, credential.partner_key, LIMIT)
+    lookups = _count_store_lookups(monkeypatch)
+    first = verify(client, basic(credential.partner_key, crypto.generate_secret()))
+    assert first.status_code == 429 and len(lookups) == 1  # the store says: tripped
+    for _ in range(20):  # the flood, within GUARD_MEMO_SECONDS: no store lookup at all
+        clock["now"] += ratelimit.GUARD_MEMO_SECONDS / 25
+        response = verify(client, basic(credential.partner_key, crypto.generate_secret()))
+        assert response.status_code == 429
+        assert error_code(response) == "rate_limit_exceeded"
+    assert len(lookups) == 1
+    # Retry-After keeps counting down to the same moment the store gave.
+    lifts_at = 300.0 * 3334 + 10 + int(first["Retry-After"])
+    assert int(response["Retry-After"]) == pytest.approx(lifts_at - clock["now"], abs=1)
+    clock["now"] += ratelimit.GUARD_MEMO_SECONDS  # past the memo: the store is asked again
+    assert (
+        verify(client, basic(credential.partner_key, crypto.generate_secret())).status_code == 429
+    )
+    assert len(lookups) == 2
+
+
+def test_a_remembered_trip_never_outlives_the_guard(client, gateway, issue, monkeypatch):
+    clock = {"now": 300.0 * 3334 + 299.5}  # half a second before the window ends
+    monkeypatch.setattr(ratelimit.time, "time", lambda: clock["now"])
+    credential, secret = issue()
+    for _ in range(LIMIT):  # tripped by failures in the previous window only, a window on
+        ratelimit.guard_record_failure(credential.partner_key, now=clock["now"] - 300)
+    assert verify(client, basic(credential.partner_key, secret)).status_code == 429
+    clock["now"] += 0.6  # within GUARD_MEMO_SECONDS, but the previous window has rolled off
+    assert verify(client, basic(credential.partner_key, secret)).status_code == 200
+
+
+def test_a_success_elsewhere_that_clears_the_guard_is_seen_within_the_memo_time(
+    client, gateway_redis, issue, monkeypatch
+):
+    # Another worker's cold success, already under way when the guard tripped, clears the
+    # shared count: this process still trusts its remembered trip, but only briefly.
+    clock = {"now": 300.0 * 3334 + 10}
+    monkeypatch.setattr(ratelimit.time, "time", lambda: clock["now"])
+    credential, secret = issue()
+    _fail(client, credential.partner_key, LIMIT)
+    assert verify(client, basic(credential.partner_key, secret)).status_code == 429
+    keys, _, _ = ratelimit._guard_keys(credential.partner_key, clock["now"])
+    ratelimit.cache.delete_many(keys)  # the other worker's guard_clear, straight in Redis
+    assert verify(client, basic(credential.partner_key, secret)).status_code == 429
+    clock["now"] += ratelimit.GUARD_MEMO_SECONDS
+    assert verify(client, basic(credential.partner_key, secret)).status_code == 200
+
+
+def test_this_process_clearing_the_guard_forgets_its_trip(gateway):
+    partner_key = crypto.generate_partner_key()
+    now = 300.0 * 3334 + 10
+    for _ in range(LIMIT):
+        ratelimit.guard_record_failure(partner_key, now=now)
+    assert ratelimit.guard_check(partner_key, now=now)[1] is not None
+    ratelimit.guard_clear(partner_key, now=now)
+    assert ratelimit.guard_check(partner_key, now=now) == (0, None)
+
+
+def test_the_memo_is_bounded(gateway, monkeypatch):
+    monkeypatch.setattr(ratelimit, "_GUARD_MEMO_MAX_KEYS", 3)
+    now = 300.0 * 3334 + 10
+    for i in range(10):
+        ratelimit.tripped.remember(f"pk_{i}", now, now + 60)
+        assert len(ratelimit.tripped._entries) <= 3
+    assert ratelimit.tripped.get("pk_9", now) == now + 60
