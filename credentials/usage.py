@@ -28,6 +28,7 @@ yet written when a worker exits (at most a minute's worth) are lost.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import random
@@ -36,7 +37,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from django.db import models
+from django.db import connection, models
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -269,7 +270,32 @@ def _draw_offset() -> float:
     return _random.uniform(0.0, FLUSH_INTERVAL_SECONDS) % FLUSH_INTERVAL_SECONDS
 
 
+# The common write, a credential's use and nothing else, as one prepared statement: the ORM's
+# expression compiler cost about 0.35 ms of the worker's CPU for it against 0.1 ms for the same
+# UPDATE as SQL (and the request that makes the write waits for it). Never moves backwards:
+# workers flush on their own schedules.
+_GREATEST = {"postgresql": "GREATEST", "sqlite": "MAX"}
+
+
+@functools.lru_cache(maxsize=4)
+def _last_used_sql(vendor: str) -> str:
+    q = connection.ops.quote_name
+    column = q("last_used_at")
+    return (
+        f"UPDATE {q(Credential._meta.db_table)}"
+        f" SET {column} = {_GREATEST[vendor]}(COALESCE({column}, %s), %s)"
+        f" WHERE {q('id')} = %s"
+    )
+
+
 def _write(credential_id: int, pending: _Pending) -> None:
+    only_use = not pending.counts and not pending.wrong_secret and not pending.last_failure_at
+    if only_use and connection.vendor in _GREATEST:
+        if pending.last_used_at is not None:
+            used = connection.ops.adapt_datetimefield_value(pending.last_used_at)
+            with connection.cursor() as cursor:
+                cursor.execute(_last_used_sql(connection.vendor), [used, used, credential_id])
+        return
     updates: dict[str, object] = {name: F(name) + n for name, n in pending.counts.items() if n}
     if pending.wrong_secret:
         updates["failed_secret_count"] = Case(

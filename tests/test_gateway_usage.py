@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.db import OperationalError
+from django.utils import timezone
 
 from credentials import crypto, services, usage
 from credentials.usage import recorder
@@ -278,3 +281,46 @@ def test_credentials_used_together_fall_due_spread_out_not_all_at_once(monkeypat
         per_second[t] = per_second.get(t, 0) + 1
     assert max(per_second.values()) <= 40
     assert len(per_second) >= 20
+
+
+# --- the write itself -----------------------------------------------------------------------
+
+
+def _used(credential_id, at):
+    pending = usage._Pending()
+    pending.last_used_at = at
+    usage._write(credential_id, pending)
+
+
+def test_a_use_only_write_sets_last_used_at_and_never_moves_it_backwards(
+    gateway, issue, django_assert_num_queries
+):
+    credential, _ = issue()
+    before = (credential.failed_secret_count, credential.secret_hash, credential.status)
+    t0 = timezone.now().replace(microsecond=123456)
+    with django_assert_num_queries(1):
+        _used(credential.pk, t0)
+    credential.refresh_from_db()
+    assert credential.last_used_at == t0
+    _used(credential.pk, t0 - dt.timedelta(seconds=30))  # a worker flushing an older use late
+    credential.refresh_from_db()
+    assert credential.last_used_at == t0
+    _used(credential.pk, t0 + dt.timedelta(minutes=2))
+    credential.refresh_from_db()
+    assert credential.last_used_at == t0 + dt.timedelta(minutes=2)
+    assert (credential.failed_secret_count, credential.secret_hash, credential.status) == before
+
+
+def test_a_write_with_failures_and_a_use_keeps_last_used_at_monotonic(gateway, issue):
+    credential, _ = issue()
+    t0 = timezone.now()
+    _used(credential.pk, t0)
+    pending = usage._Pending()
+    pending.wrong_secret[credential.secret_version] = 2
+    pending.last_failure_at = t0
+    pending.last_failure_reason = "wrong_secret"
+    pending.last_used_at = t0 - dt.timedelta(seconds=5)
+    usage._write(credential.pk, pending)
+    credential.refresh_from_db()
+    assert credential.failed_secret_count == 2
+    assert credential.last_used_at == t0
