@@ -58,6 +58,7 @@ import argparse
 import base64
 import http.client
 import json
+import math
 import os
 import platform
 import random
@@ -705,11 +706,30 @@ def verdict(ok: bool) -> str:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def settle(label: str) -> None:
-    """Start a measurement only once the machine is quiet, and say so when it never got quiet."""
+def cpu_probe_ms() -> float:
+    """Milliseconds one core takes for a fixed piece of pure-Python work (best of 5).
+
+    The machine is a VM on a shared host: its cores run faster or slower from one minute to
+    the next, invisibly to /proc (no steal time shows). Probing just before each measurement
+    shows whether a slow round was our code or the machine.
+    """
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for i in range(200_000):
+            total += i * i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+def settle(label: str) -> float:
+    """Start a measurement once the machine is quiet (saying so when it never got quiet);
+    return the CPU probe taken just before it."""
     load = wait_for_quiet()
     if load >= 0.25:
         print(f"  note: other processes used {load:.2f} cores just before {label}")
+    return cpu_probe_ms()
 
 
 def _interrupt(signum, frame):
@@ -847,7 +867,7 @@ def main() -> int:
         partial: dict[str, list[Result]] = {name: [] for name, _ in scenarios}
         for round_number in range(1, rounds + 1):
             for name, requests in scenarios:
-                settle(name)
+                probe = settle(name)
                 with CpuMeter(server.process.pid) as meter:
                     result = run_wrk(
                         name,
@@ -861,9 +881,12 @@ def main() -> int:
                 result.cpu = meter.cpu
                 meter.cpu.requests = result.requests
                 partial[name].append(result)
+                cpu_per_request = 1000 * meter.cpu.gunicorn / max(1, result.requests)
                 print(
                     f"  round {round_number} {name}: {result.rps:.0f} req/s, "
-                    f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms",
+                    f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                    f"gunicorn CPU/req {cpu_per_request:.2f} ms, "
+                    f"UPDATEs {meter.cpu.row_updates}, CPU probe before {probe:.1f} ms",
                     flush=True,
                 )
         for name, _ in scenarios:
@@ -880,7 +903,7 @@ def main() -> int:
                 ("flood: wrong secrets, 1 key", verify_requests(flood_pairs, gateway_token)),
             ]
             for other_name, other_requests in second_load:
-                settle(other_name)
+                probe = settle(other_name)
                 with CpuMeter(server.process.pid) as meter:
                     other = Wrk(
                         other_name,
@@ -909,6 +932,12 @@ def main() -> int:
                 # Both ran at once: the CPU figures describe the pair.
                 meter.cpu.requests = beside.requests + other_result.requests
                 beside.cpu = other_result.cpu = meter.cpu
+                print(
+                    f"  {beside.name}: {beside.rps:.0f} req/s, p99 {beside.p99_ms:.2f} ms; "
+                    f"{other_name}: {other_result.rps:.0f} req/s; "
+                    f"CPU probe before {probe:.1f} ms",
+                    flush=True,
+                )
                 results += [beside, other_result]
                 by_name[beside.name] = beside
                 by_name[other_name] = other_result
@@ -920,7 +949,8 @@ def main() -> int:
             servers.append(cold_server)
             cold_server.start()
             check_verify(cold_server, gateway_token, *warm_pairs[0])
-            settle("cold verify")
+            probe = settle("cold verify")
+            print(f"  CPU probe before cold verify: {probe:.1f} ms", flush=True)
             with CpuMeter(cold_server.process.pid) as meter:
                 cold = run_wrk(
                     "cold verify (argon2 each)",
