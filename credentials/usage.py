@@ -8,6 +8,11 @@ sees new misuse quickly), later ones wait until a minute (plus a random spread o
 :data:`FLUSH_JITTER_SECONDS`) has passed since that write. Pending
 counts of credentials that go quiet are written by a sweep, once a minute per process.
 
+The writes happen after the answer: a request only notes which credentials it recorded for,
+and once the WSGI server has sent its response and closes it (Django's ``request_finished``
+signal) the worker writes what that request made due. The partner's answer never waits for
+them; the worker's next request does, which is what the bound below is for.
+
 The sweep never stalls a request: it only queues the pending credentials, and each following
 request writes at most :data:`SWEEP_WRITES_PER_REQUEST` due ones of that queue besides its own,
 so no request runs more than ``1 + SWEEP_WRITES_PER_REQUEST`` UPDATEs however many credentials
@@ -37,9 +42,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from django.core.signals import request_finished, request_started
 from django.db import connection, models
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce, Greatest
+from django.dispatch import receiver
 from django.utils import timezone
 
 from .models import Credential
@@ -56,6 +63,7 @@ FLUSH_JITTER_SECONDS = 30.0
 SWEEP_WRITES_PER_REQUEST = 4
 SWEEP_EXAMINE_PER_REQUEST = 64
 KNOWN_IDS_MAX = 100_000
+_TOUCHED_MAX = 16  # credentials one request can record for (in practice: one)
 _random = random.SystemRandom()
 
 # Failure reason -> counter column (the reason itself goes to last_failure_reason).
@@ -109,6 +117,7 @@ class UsageRecorder:
         self._queued: set[int] = set()
         self._next_sweep: float | None = None  # set on first use: this process's phase
         self.sweep_offset = _draw_offset()
+        self._request = threading.local()  # .touched: credential ids recorded by its request
 
     def record_failure(
         self, credential_id: int, secret_version: int, reason: str, partner_key: str | None = None
@@ -127,7 +136,7 @@ class UsageRecorder:
                 pending.counts[column] = pending.counts.get(column, 0) + 1
             pending.last_failure_at = now
             pending.last_failure_reason = reason
-        self.flush_due(credential_id)
+        self._touch(credential_id)
 
     def record_guard_refusal(self, partner_key: str) -> bool:
         """Count a failed-attempt-guard refusal that read no row, if the key's credential is known.
@@ -148,7 +157,32 @@ class UsageRecorder:
             if partner_key is not None:
                 self._learn(partner_key, credential_id)
             self._pending.setdefault(credential_id, _Pending()).last_used_at = now
-        self.flush_due(credential_id)
+        self._touch(credential_id)
+
+    def _touch(self, credential_id: int) -> None:
+        """Note that this thread's current request recorded something for `credential_id`."""
+        touched = getattr(self._request, "touched", None)
+        if touched is None:
+            touched = self._request.touched = []
+        if credential_id not in touched and len(touched) < _TOUCHED_MAX:
+            touched.append(credential_id)
+
+    def flush_touched(self) -> int:
+        """Write what this thread's request made due; run once its response has been sent.
+
+        The partner's answer never waits for these writes: :func:`_flush_after_response` calls
+        this from Django's ``request_finished`` signal, which the WSGI server sends when it
+        closes the response, after the last byte went out. Returns the UPDATEs run.
+        """
+        touched = getattr(self._request, "touched", None)
+        if not touched:
+            return 0
+        self._request.touched = None
+        return self.flush_due(touched)
+
+    def request_started(self) -> None:
+        """Forget what this thread recorded outside a request: `touched` is per request."""
+        self._request.touched = None
 
     def _learn(self, partner_key: str, credential_id: int) -> None:
         # Called with the lock held. Keys of existing rows only, so bounded by the table; the
@@ -158,21 +192,32 @@ class UsageRecorder:
             if len(self._ids) > KNOWN_IDS_MAX:
                 del self._ids[next(iter(self._ids))]
 
-    def flush_due(self, credential_id: int | None = None, *, force: bool = False) -> int:
+    def flush_due(
+        self, credential_id: int | list[int] | None = None, *, force: bool = False
+    ) -> int:
         """Write what is due: `credential_id`'s, and a few others' while a sweep is under way.
 
-        Runs at most ``1 + SWEEP_WRITES_PER_REQUEST`` UPDATEs (all pending ones with `force`).
+        Runs at most ``1 + SWEEP_WRITES_PER_REQUEST`` UPDATEs for one credential id (all
+        pending ones with `force`); a list of ids is one request's, with one sweep step.
         Returns the number of UPDATE statements run. Never raises: an error (the database is
         down) keeps the counts for a later attempt, ends the current sweep, and is logged.
         """
         now = self.clock()
+        if credential_id is None:
+            own = []
+        elif isinstance(credential_id, int):
+            own = [credential_id]
+        else:
+            own = credential_id
         with self._lock:
             due = []
-            if credential_id is not None and credential_id in self._pending:
-                last = self._flushed_at.get(credential_id)
+            for cid in own:
+                if cid not in self._pending:
+                    continue
+                last = self._flushed_at.get(cid)
                 if force or last is None or now - last >= FLUSH_INTERVAL_SECONDS:
-                    due.append((credential_id, self._pending.pop(credential_id)))
-                    self._flushed_at[credential_id] = now + _jitter()
+                    due.append((cid, self._pending.pop(cid)))
+                    self._flushed_at[cid] = now + _jitter()
             if force:
                 for cid in list(self._pending):
                     due.append((cid, self._pending.pop(cid)))
@@ -253,6 +298,7 @@ class UsageRecorder:
             self._queued.clear()
             self._next_sweep = None
             self.sweep_offset = _draw_offset()
+        self._request = threading.local()
 
     def _after_fork_in_child(self) -> None:
         # Another thread of the parent may have held the lock at the fork: start with a new one.
@@ -318,6 +364,24 @@ def _write(credential_id: int, pending: _Pending) -> None:
 
 
 recorder = UsageRecorder()
+
+
+@receiver(request_started)
+def _new_request(**kwargs) -> None:
+    recorder.request_started()
+
+
+@receiver(request_finished)
+def _flush_after_response(**kwargs) -> None:
+    """Write the usage the finished request made due, now that its answer has gone out."""
+    if getattr(recorder._request, "touched", None):
+        # The request's own lookup just used this connection; Django's per-request health
+        # check (a SELECT 1 round trip) would add nothing: a broken connection makes the
+        # UPDATE fail, the counts are kept for later, and the next lookup reconnects.
+        if connection.connection is not None:
+            connection.health_check_done = True
+        recorder.flush_touched()
+
 
 # A forked worker must neither write its parent's pending counts a second time nor share its
 # parent's sweep offset (gunicorn --preload).

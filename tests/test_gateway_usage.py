@@ -135,6 +135,7 @@ def _pending_and_due(recorder_under_test, ids, now):
     now["t"] = 0.0
     for cid in ids:
         recorder_under_test.record_use(cid)
+        recorder_under_test.flush_due(cid)  # as the end of its request does
     now["t"] = 30.0
     for cid in ids:
         recorder_under_test.record_failure(cid, 1, "forbidden_scope")
@@ -265,8 +266,10 @@ def test_credentials_used_together_fall_due_spread_out_not_all_at_once(monkeypat
     rec = usage.UsageRecorder(clock=lambda: now["t"])
     ids = range(1, 201)
     for cid in ids:
-        rec.record_use(cid)  # first use: written at once
-        rec.record_use(cid)  # pending again: due a minute plus a spread later
+        rec.record_use(cid)
+        rec.flush_due(cid)  # first use: written at the end of its request
+        rec.record_use(cid)
+        rec.flush_due(cid)  # pending again: due a minute plus a spread later
     assert all(times == [0.0] for times in written_at.values())
     for step in range(1, 96):
         now["t"] = float(step)
@@ -324,3 +327,53 @@ def test_a_write_with_failures_and_a_use_keeps_last_used_at_monotonic(gateway, i
     credential.refresh_from_db()
     assert credential.failed_secret_count == 2
     assert credential.last_used_at == t0
+
+
+# --- after the answer -----------------------------------------------------------------------
+
+
+def test_usage_is_written_after_the_answer_has_gone_out(gateway, issue):
+    """The WSGI server sends the whole answer, then closes it: only then does the UPDATE run."""
+    import io
+    import json
+
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    from klikit_admin.wsgi import application
+    from tests.gateway_helpers import TOKEN
+
+    credential, secret = issue()
+    body = json.dumps({"authorization": basic(credential.partner_key, secret)}).encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/v1/verify",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_X_GATEWAY_TOKEN": TOKEN,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+    }
+    statuses = []
+    # As Django's test client does: the test's transaction must outlive the request.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        result = application(
+            environ, lambda status, headers, exc_info=None: statuses.append(status)
+        )
+        answer = json.loads(b"".join(result))  # every byte of the answer is out
+        assert statuses == ["200 OK"] and answer["data"]["partner_key"] == credential.partner_key
+        credential.refresh_from_db()
+        assert credential.last_used_at is None  # nothing written while the gateway waited
+        result.close()  # the server is done with the response
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    credential.refresh_from_db()
+    assert credential.last_used_at is not None
