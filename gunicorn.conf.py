@@ -5,6 +5,15 @@ WORKDIR, the repository root for the benchmark and the tests). Deployment choice
 workers, log destinations) stay on the command line.
 """
 
+import os
+
 # One log line per gateway request, the gateway's own (with its request id): see
 # klikit_admin/gunicorn_logging.py.
 logger_class = "klikit_admin.gunicorn_logging.Logger"
+
+# gunicorn's heartbeat touches a file in worker_tmp_dir on every request; on a disk-backed
+# filesystem that call "may block a worker for arbitrary time" (gunicorn's own documentation
+# of worker_tmp_dir), for instance behind PostgreSQL's WAL fsyncs on the same disk. Keep it in
+# memory where Linux (and Docker) offer /dev/shm.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"

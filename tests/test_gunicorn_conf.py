@@ -1,4 +1,4 @@
-"""gunicorn.conf.py's logger: no access line for gateway requests, the usual one otherwise."""
+"""gunicorn.conf.py: no access line for gateway requests, the heartbeat file in memory."""
 
 from __future__ import annotations
 
@@ -54,3 +54,11 @@ def test_gunicorn_conf_selects_the_logger():
     cfg = Config()
     cfg.set("logger_class", settings["logger_class"])
     assert cfg.logger_class is Logger
+
+
+def test_gunicorn_conf_keeps_the_heartbeat_file_in_memory_where_it_can():
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    if Path("/dev/shm").is_dir():
+        assert settings["worker_tmp_dir"] == "/dev/shm"
+    else:
+        assert "worker_tmp_dir" not in settings
