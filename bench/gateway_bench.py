@@ -38,7 +38,7 @@ tenants of this shared machine falls on all of them; each measurement first wait
 for the machine to be quiet, and the CPU used meanwhile is attributed to gunicorn, PostgreSQL,
 wrk and the rest, so a disturbed figure shows as such. Latency percentiles are wrk's, which
 corrects for coordinated omission (a stall of the server also counts for the requests a steady
-stream would have sent meanwhile); in phase 1 each is the worst round's. The number of argon2
+stream would have sent meanwhile); in phase 1 they pool all rounds. The number of argon2
 computations is not observable from outside: the cold/warm gap is what argon2 costs, and on
 the flood every 401 is one argon2 the failed-attempt guard let through (its 429s run none).
 
@@ -265,6 +265,8 @@ class Result:
     socket_errors: dict[str, int] = field(default_factory=dict)
     cpu: Cpu | None = None  # where the machine's CPU went while this scenario ran
     round_p99s: list[float] = field(default_factory=list)
+    # (percentile, ms) points of the latency distribution, for pooling rounds.
+    cdf: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
@@ -283,12 +285,46 @@ class Result:
         return " ".join(f"{s}:{n}" for s, n in sorted(self.statuses.items()))
 
 
+def _fraction_at_most(cdf: list[tuple[float, float]], max_ms: float, ms: float) -> float:
+    """The share of one round's answers that took at most `ms`, read off its distribution."""
+    points = [(0.0, 0.0), *cdf, (100.0, max_ms)]
+    if ms >= max_ms:
+        return 1.0
+    for (p0, x0), (p1, x1) in zip(points, points[1:], strict=False):
+        if ms < x1:
+            if x1 <= x0:
+                return p0 / 100
+            return (p0 + (p1 - p0) * (ms - x0) / (x1 - x0)) / 100
+    return 1.0
+
+
+def pooled_percentile(rounds: list[Result], percentile: float) -> float:
+    """The `percentile` of all the rounds' answers together, each round weighted by its count.
+
+    Each round contributes its distribution (wrk's percentiles at the points of
+    ``CDF_POINTS`` in scenario.lua, linear in between); the pooled one is their weighted sum,
+    inverted by bisection. Accurate to the spacing of those points.
+    """
+    total = sum(r.requests for r in rounds)
+    low, high = 0.0, max(r.max_ms for r in rounds)
+    target = percentile / 100
+    for _ in range(60):
+        middle = (low + high) / 2
+        share = sum(r.requests * _fraction_at_most(r.cdf, r.max_ms, middle) for r in rounds)
+        if share / total >= target:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 def merge_rounds(rounds: list[Result]) -> Result:
-    """One figure from interleaved rounds: summed counts, and each round's worst percentiles.
+    """One figure from interleaved rounds: summed counts, pooled percentiles.
 
     Interleaving the scenarios (A B C A B C ...) spreads any disturbance from other tenants of
-    the machine over all of them, which keeps the ratios honest; taking the worst round's
-    percentiles keeps the latency goals conservative.
+    the machine over all of them, which keeps the ratios honest. The percentiles are those of
+    all the rounds' answers together; each round's own p99 is kept, so the worst round can be
+    reported beside them (runs 1 to 10 judged the latency goal on the worst round).
     """
     first = rounds[0]
     statuses: dict[int, int] = {}
@@ -304,9 +340,9 @@ def merge_rounds(rounds: list[Result]) -> Result:
         clients=first.clients,
         requests=sum(r.requests for r in rounds),
         seconds=sum(r.seconds for r in rounds),
-        p50_ms=max(r.p50_ms for r in rounds),
-        p90_ms=max(r.p90_ms for r in rounds),
-        p99_ms=max(r.p99_ms for r in rounds),
+        p50_ms=pooled_percentile(rounds, 50),
+        p90_ms=pooled_percentile(rounds, 90),
+        p99_ms=pooled_percentile(rounds, 99),
         max_ms=max(r.max_ms for r in rounds),
         statuses=statuses,
         socket_errors=errors,
@@ -410,6 +446,10 @@ class Wrk:
             p50_ms=int(values["p50_us"]) / 1e3,
             p90_ms=int(values["p90_us"]) / 1e3,
             p99_ms=int(values["p99_us"]) / 1e3,
+            cdf=[
+                (float(point), int(us) / 1e3)
+                for point, us in (item.split(":") for item in values["cdf"].split(","))
+            ],
             max_ms=int(values["max_us"]) / 1e3,
             statuses=statuses,
             socket_errors=errors,
@@ -1015,14 +1055,23 @@ def main() -> int:
             for r in (base, bare, warm, forward):
                 if len(r.round_p99s) > 1:
                     rounds_text = " / ".join(f"{p:.2f}" for p in r.round_p99s)
-                    print(f"p99 per round, {r.name}: {rounds_text} ms")
+                    print(
+                        f"p99 per round, {r.name}: {rounds_text} ms "
+                        f"(all rounds pooled: {r.p99_ms:.2f} ms)"
+                    )
             print()
             print("goals:")
             p99_ok = warm.p99_ms < WARM_P99_GOAL_MS
+            worst = max(warm.round_p99s or [warm.p99_ms])
             print(
                 f"  warm >= {WARM_RATIO_GOAL} x baseline and p99 < {WARM_P99_GOAL_MS:.0f} ms at "
                 f"{WARM_CLIENTS} clients: {warm_ratio:.2f} x, p99 {warm.p99_ms:.2f} ms  "
                 f"{verdict(warm_ratio >= WARM_RATIO_GOAL and p99_ok)}"
+            )
+            print(
+                f"    worst single round's p99: {worst:.2f} ms  "
+                f"{verdict(worst < WARM_P99_GOAL_MS)} (baseline's worst round: "
+                f"{max(base.round_p99s or [base.p99_ms]):.2f} ms)"
             )
             print(
                 f"    stricter, against the baseline without middleware: {bare_ratio:.2f} x  "

@@ -7,6 +7,8 @@
 -- status, and done() prints one machine-readable line that the Python driver parses.
 
 local threads = {}
+CDF_POINTS = {1, 5, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 92, 94, 95, 96, 97, 98, 98.5,
+              99, 99.1, 99.2, 99.3, 99.4, 99.5, 99.6, 99.7, 99.8, 99.9, 99.95, 99.99}
 local thread_count = 0
 
 function setup(thread)
@@ -55,11 +57,18 @@ function done(summary, latency, _)
   for status, count in pairs(merged) do
     table.insert(parts, status .. ":" .. count)
   end
+  -- The latency distribution at fixed percentiles, so the driver can pool interleaved rounds
+  -- into one distribution (a percentile of the union, not the worst of the rounds).
+  local cdf = {}
+  for _, p in ipairs(CDF_POINTS) do
+    table.insert(cdf, string.format("%g:%d", p, latency:percentile(p)))
+  end
   local e = summary.errors
   io.write(string.format(
     "BENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d mean_us=%.1f "
-      .. "connect_errors=%d read_errors=%d write_errors=%d timeouts=%d statuses=%s\n",
+      .. "connect_errors=%d read_errors=%d write_errors=%d timeouts=%d statuses=%s cdf=%s\n",
     summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    latency.mean, e.connect, e.read, e.write, e.timeout, table.concat(parts, ",")))
+    latency.mean, e.connect, e.read, e.write, e.timeout, table.concat(parts, ","),
+    table.concat(cdf, ",")))
 end
