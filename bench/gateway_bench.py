@@ -34,11 +34,15 @@ What it does, all on this machine and on loopback:
      so every call runs argon2.
 
 Phase 1 interleaves its scenarios in rounds (A B C A B C ...) so that a disturbance from other
-tenants of this shared machine falls on all of them; each measurement first waits (at most 90 s)
+tenants of this shared machine falls on all of them, and phase 2's pairs (warm verify beside
+the flood, and beside a control of 4 more good clients) run in the same rounds, so the flood is
+compared with undisturbed warm traffic of the same minutes: the host's cores change speed from
+one minute to the next (a CPU probe before each measurement shows by how much). Each
+measurement first waits (at most 90 s)
 for the machine to be quiet, and the CPU used meanwhile is attributed to gunicorn, PostgreSQL,
 wrk and the rest, so a disturbed figure shows as such. Latency percentiles are wrk's, which
 corrects for coordinated omission (a stall of the server also counts for the requests a steady
-stream would have sent meanwhile); in phase 1 they pool all rounds. The number of argon2
+stream would have sent meanwhile); they pool all rounds. The number of argon2
 computations is not observable from outside: the cold/warm gap is what argon2 costs, and on
 the flood every 401 is one argon2 the failed-attempt guard let through (its 429s run none).
 
@@ -793,7 +797,7 @@ def main() -> int:
     count = args.credentials or (200 if args.quick else 1000)
     duration = args.duration or (5 if args.quick else 8)
     rounds = args.rounds or (1 if args.quick else 3)
-    phase_seconds = duration * rounds  # flood and cold run this long, in one go
+    phase_seconds = duration * rounds  # cold verify runs this long, in one go
     budget = 3000 * duration  # answers per round: the time bound normally ends it first
     warm_set_size = min(200, count - 1)
     if warm_set_size < 1:
@@ -893,7 +897,10 @@ def main() -> int:
                 **common,
             )
 
-        print(f"phase 1: undisturbed, {rounds} interleaved round(s) of {duration} s", flush=True)
+        print(
+            f"phases 1 and 2 interleaved: {rounds} round(s) of {duration} s per scenario",
+            flush=True,
+        )
         scenarios = [
             (BASELINE, baseline_requests(warm_pairs)),
             (BARE_BASELINE, baseline_requests(warm_pairs, BARE_BASELINE_PATH)),
@@ -903,8 +910,32 @@ def main() -> int:
                 ("warm verify", verify_requests(warm_pairs, gateway_token)),
                 ("forward-auth (warm)", forward_requests(warm_pairs, gateway_token)),
             ]
+        # Phase 2, in the same rounds: warm verify beside 4 more clients. The control sends good
+        # warm traffic in the flood's place: any 4 extra clients take their share of two sync
+        # workers (and a second wrk process takes CPU), so the control shows how much of the
+        # drop is the flood's own doing. Interleaving the pairs with phase 1 compares them with
+        # the undisturbed warm verify of the same minutes: this host's cores change speed from
+        # one minute to the next.
+        pairs = (
+            [
+                (
+                    "warm verify beside control",
+                    "control: 4 more warm clients",
+                    verify_requests(warm_pairs[::-1], gateway_token),
+                ),
+                (
+                    "warm verify under flood",
+                    "flood: wrong secrets, 1 key",
+                    verify_requests(flood_pairs, gateway_token),
+                ),
+            ]
+            if has_gateway
+            else []
+        )
         by_name: dict[str, Result] = {}
         partial: dict[str, list[Result]] = {name: [] for name, _ in scenarios}
+        for beside_name, other_name, _ in pairs:
+            partial[beside_name], partial[other_name] = [], []
         for round_number in range(1, rounds + 1):
             for name, requests in scenarios:
                 probe = settle(name)
@@ -929,20 +960,7 @@ def main() -> int:
                     f"UPDATEs {meter.cpu.row_updates}, CPU probe before {probe:.1f} ms",
                     flush=True,
                 )
-        for name, _ in scenarios:
-            by_name[name] = merge_rounds(partial[name])
-            results.append(by_name[name])
-
-        if has_gateway:
-            print("phase 2: wrong-secret flood on one partner_key beside warm traffic", flush=True)
-            # The control runs 4 more clients of good warm traffic in the flood's place: any 4
-            # extra clients take their share of two sync workers (and a second wrk process
-            # takes CPU), so the control shows how much of the drop is the flood's own doing.
-            second_load = [
-                ("control: 4 more warm clients", verify_requests(warm_pairs[::-1], gateway_token)),
-                ("flood: wrong secrets, 1 key", verify_requests(flood_pairs, gateway_token)),
-            ]
-            for other_name, other_requests in second_load:
+            for beside_name, other_name, other_requests in pairs:
                 probe = settle(other_name)
                 with CpuMeter(server.process.pid) as meter:
                     other = Wrk(
@@ -950,20 +968,18 @@ def main() -> int:
                         url,
                         other_requests,
                         clients=FLOOD_CLIENTS,
-                        duration=phase_seconds,
-                        budget=budget * rounds,
+                        duration=duration,
+                        budget=budget,
                         **common,
                     )
                     try:
                         beside = run_wrk(
-                            "warm verify beside control"
-                            if other_name.startswith("control")
-                            else "warm verify under flood",
+                            beside_name,
                             url,
                             verify_requests(warm_pairs, gateway_token),
                             clients=WARM_CLIENTS,
-                            duration=phase_seconds,
-                            budget=budget * rounds,
+                            duration=duration,
+                            budget=budget,
                             **common,
                         )
                         other_result = other.result()
@@ -972,16 +988,21 @@ def main() -> int:
                 # Both ran at once: the CPU figures describe the pair.
                 meter.cpu.requests = beside.requests + other_result.requests
                 beside.cpu = other_result.cpu = meter.cpu
+                partial[beside_name].append(beside)
+                partial[other_name].append(other_result)
                 print(
-                    f"  {beside.name}: {beside.rps:.0f} req/s, p99 {beside.p99_ms:.2f} ms; "
-                    f"{other_name}: {other_result.rps:.0f} req/s; "
-                    f"CPU probe before {probe:.1f} ms",
+                    f"  round {round_number} {beside_name}: {beside.rps:.0f} req/s, "
+                    f"p99 {beside.p99_ms:.2f} ms; {other_name}: {other_result.rps:.0f} req/s "
+                    f"({other_result.status_text()}); CPU probe before {probe:.1f} ms",
                     flush=True,
                 )
-                results += [beside, other_result]
-                by_name[beside.name] = beside
-                by_name[other_name] = other_result
-            flood_result = other_result
+        for name in partial:
+            by_name[name] = merge_rounds(partial[name])
+        results += [by_name[name] for name, _ in scenarios]
+        for beside_name, other_name, _ in pairs:
+            results += [by_name[beside_name], by_name[other_name]]
+        if has_gateway:
+            flood_result = by_name["flood: wrong secrets, 1 key"]
 
             server.stop()
             print(f"cold verify: gunicorn with {WARM_CACHE_SETTING}={WARM_CACHE_OFF}", flush=True)
