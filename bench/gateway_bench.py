@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/gateway_bench.py            # full run: about 9 minutes on a quiet machine
+    .venv/bin/python bench/gateway_bench.py            # full run: about 9 minutes, quiet machine
     .venv/bin/python bench/gateway_bench.py --quick    # smoke run: about 1.5 minutes
 
 It needs ``wrk`` (``apt-get install wrk``) and PostgreSQL on 127.0.0.1:5432 (user postgres).
