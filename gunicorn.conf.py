@@ -17,3 +17,19 @@ logger_class = "klikit_admin.gunicorn_logging.Logger"
 # memory where Linux (and Docker) offer /dev/shm.
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
+
+
+def worker_exit(server, worker):
+    """Write the usage counts this worker still holds before it exits (otherwise lost with it).
+
+    gunicorn calls this in the worker on its way out (graceful stop, reload, max-requests); it
+    can also call it in the arbiter for a worker already gone, where there is nothing to write.
+    A worker killed outright (SIGKILL, the timeout) still loses its pending counts.
+    """
+    if os.getpid() != worker.pid:
+        return
+    try:
+        from credentials.usage import flush_at_exit
+    except Exception:  # the worker never loaded the application
+        return
+    flush_at_exit()

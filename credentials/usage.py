@@ -26,8 +26,9 @@ One UPDATE with ``x = x + n`` per credential and flush, so concurrent workers ne
 Wrong-secret counts remember the ``secret_version`` they were seen under and only apply while
 the row still has it: the count means "since the last rotation" (rotation resets it).
 
-Trade-offs, documented in docs/gateway.md: each worker writes on its own schedule, and counts not
-yet written when a worker exits (at most a minute's worth) are lost.
+Trade-offs, documented in docs/gateway.md: each worker writes on its own schedule, and a worker
+writes what it still holds when it exits (:func:`flush_at_exit`, from gunicorn.conf.py), except
+when it is killed outright (SIGKILL, gunicorn's timeout): then up to a minute's worth is lost.
 """
 
 from __future__ import annotations
@@ -361,6 +362,14 @@ def _write(credential_id: int, pending: _Pending) -> None:
 
 
 recorder = UsageRecorder()
+
+
+def flush_at_exit() -> int:
+    """Write every pending count now: this process is exiting (gunicorn's ``worker_exit``)."""
+    written = recorder.flush_due(force=True)
+    if written:
+        logger.info("wrote the usage counters of %d credential(s) before exiting", written)
+    return written
 
 
 @receiver(request_started)

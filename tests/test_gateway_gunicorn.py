@@ -224,3 +224,19 @@ def test_expired_credential_is_refused_by_the_server(pg, issue, tmp_path):
         time.sleep(max(0.0, (credential.expires_at - timezone.now()).total_seconds()) + 0.2)
         status, _, body = server.verify(header)
     assert (status, body["error"]["code"]) == (403, "auth_revoked")
+
+
+def test_a_worker_writes_its_pending_usage_counts_when_it_stops(pg, issue, tmp_path):
+    credential, secret = issue()
+    with gunicorn(tmp_path, workers=1, env={"DATABASE_URL": pg}) as server:
+        assert server.verify(basic(credential.partner_key, secret))[0] == 200  # written at once
+        for _ in range(3):  # within the minute: pending in the worker, not yet written
+            wrong = basic(credential.partner_key, crypto.generate_secret())
+            assert server.verify(wrong)[0] == 401
+        credential.refresh_from_db()
+        assert credential.failed_secret_count == 0
+    # Leaving the block stopped gunicorn gracefully (SIGTERM): its worker_exit hook wrote them.
+    credential.refresh_from_db()
+    assert credential.failed_secret_count == 3
+    assert credential.last_failure_reason == "wrong_secret"
+    assert "wrote the usage counters of 1 credential(s) before exiting" in server.log()

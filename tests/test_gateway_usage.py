@@ -377,3 +377,17 @@ def test_usage_is_written_after_the_answer_has_gone_out(gateway, issue):
         request_finished.connect(close_old_connections)
     credential.refresh_from_db()
     assert credential.last_used_at is not None
+
+
+def test_flush_at_exit_writes_everything_pending_at_once(gateway, issue, clock):
+    one, _ = issue()
+    two, _ = issue()
+    for credential in (one, two):
+        recorder.record_failure(credential.pk, credential.secret_version, "forbidden_scope")
+        recorder.flush_due(credential.pk)  # the first of the minute: written at once
+        recorder.record_failure(credential.pk, credential.secret_version, "forbidden_scope")
+    assert usage.flush_at_exit() == 2  # not due for a minute yet, but the process is leaving
+    for credential in (one, two):
+        credential.refresh_from_db()
+        assert credential.failed_scope_count == 2
+    assert usage.flush_at_exit() == 0

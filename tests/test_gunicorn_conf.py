@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import runpy
 from pathlib import Path
 from types import SimpleNamespace
@@ -62,3 +63,15 @@ def test_gunicorn_conf_keeps_the_heartbeat_file_in_memory_where_it_can():
         assert settings["worker_tmp_dir"] == "/dev/shm"
     else:
         assert "worker_tmp_dir" not in settings
+
+
+def test_worker_exit_writes_pending_usage_in_the_worker_only(monkeypatch):
+    from credentials import usage
+
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    calls = []
+    monkeypatch.setattr(usage, "flush_at_exit", lambda: calls.append("flushed"))
+    settings["worker_exit"](None, SimpleNamespace(pid=os.getpid()))
+    assert calls == ["flushed"]
+    settings["worker_exit"](None, SimpleNamespace(pid=os.getpid() + 1))  # in the arbiter
+    assert calls == ["flushed"]
