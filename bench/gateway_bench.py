@@ -485,7 +485,10 @@ def free_port() -> int:
 class Server:
     """gunicorn as production runs it: two sync workers, logs to files, in its own session."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, label: str):
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, label: str, extra_args: list[str] | None = None
+    ):
+        self.extra_args = list(extra_args or [])  # appended: they override what comes before
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"gunicorn-{label}.log"
@@ -509,6 +512,7 @@ class Server:
             str(self.access_log),
             "--error-logfile",
             str(self.log),
+            *self.extra_args,
         ]
         with open(self.log, "ab") as log:
             # Its own session: a Ctrl-C reaches only this script, whose finally stops gunicorn
