@@ -49,18 +49,7 @@ def main() -> int:
         variants.append((name, shlex.split(extra)))
 
     token = "gw_ab_" + secrets.token_urlsafe(24)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": "ab-" + secrets.token_urlsafe(48),
-        "DATABASE_URL": gb.DATABASE_URL,
-        "GATEWAY_TOKENS": token,
-        "ARGON2_MEMORY_COST": "19456",
-        "ARGON2_TIME_COST": "2",
-        "ARGON2_PARALLELISM": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    env = gb.production_env(token)
     os.environ.update(env)
     sys.path.insert(0, str(gb.ROOT))
     import django

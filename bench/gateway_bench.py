@@ -784,6 +784,24 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt  # a SIGTERM stops the run the way Ctrl-C does: through the finally
 
 
+def production_env(gateway_token: str, *, cache_url: str = "locmemcache://klikit-admin") -> dict:
+    """The environment gunicorn runs with: the production settings on ``klikit_bench``."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-" + secrets.token_urlsafe(48),
+        "DATABASE_URL": DATABASE_URL,
+        "CACHE_URL": cache_url,
+        "GATEWAY_TOKENS": gateway_token,
+        # Production's argon2id profile, spelled out so a stray .env cannot cheapen it.
+        "ARGON2_MEMORY_COST": "19456",
+        "ARGON2_TIME_COST": "2",
+        "ARGON2_PARALLELISM": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer credentials, 5 s scenarios")
@@ -808,20 +826,7 @@ def main() -> int:
         parser.error("--credentials must be at least 2")
 
     gateway_token = "gw_bench_" + secrets.token_urlsafe(24)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": "bench-" + secrets.token_urlsafe(48),
-        "DATABASE_URL": DATABASE_URL,
-        "CACHE_URL": args.cache_url,
-        "GATEWAY_TOKENS": gateway_token,
-        # Production's argon2id profile, spelled out so a stray .env cannot cheapen it.
-        "ARGON2_MEMORY_COST": "19456",
-        "ARGON2_TIME_COST": "2",
-        "ARGON2_PARALLELISM": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    env = production_env(gateway_token, cache_url=args.cache_url)
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     import django
