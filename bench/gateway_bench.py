@@ -34,11 +34,11 @@ What it does, all on this machine and on loopback:
      so every call runs argon2.
 
 Phase 1 interleaves its scenarios in rounds (A B C A B C ...) so that a disturbance from other
-tenants of this shared machine falls on all of them, and phase 2's pairs (warm verify beside
-the flood, and beside a control of 4 more good clients) run in the same rounds, so the flood is
-compared with undisturbed warm traffic of the same minutes: the host's cores change speed from
-one minute to the next (a CPU probe before each measurement shows by how much). Each
-measurement first waits (at most 90 s)
+tenants of this shared machine falls on all of them. Phase 2 alternates short slots of warm
+verify alone (A), beside the flood (F) and beside a control of 4 more good clients (C), in the
+order A F C C F A, repeated: the host's cores change speed from one minute to the next (a CPU
+probe before each measurement shows by how much), and adjacent, mirrored slots let every
+condition meet the fast and the slow minutes alike. Each measurement first waits (at most 90 s)
 for the machine to be quiet, and the CPU used meanwhile is attributed to gunicorn, PostgreSQL,
 wrk and the rest, so a disturbed figure shows as such. Latency percentiles are wrk's, which
 corrects for coordinated omission (a stall of the server also counts for the requests a steady
@@ -105,6 +105,7 @@ COLD_P99_GOAL_MS = 100.0  # "well under" Envoy's default 200 ms ext_authz timeou
 FLOOD_RATIO_GOAL = 0.7
 
 BASELINE = "baseline (1 SELECT)"
+WARM_ALONE = "warm verify alone, phase 2"
 BARE_BASELINE = "baseline, no middleware"
 
 WARM_CLIENTS = 8
@@ -906,10 +907,7 @@ def main() -> int:
                 **common,
             )
 
-        print(
-            f"phases 1 and 2 interleaved: {rounds} round(s) of {duration} s per scenario",
-            flush=True,
-        )
+        print(f"phase 1: {rounds} interleaved round(s) of {duration} s per scenario", flush=True)
         scenarios = [
             (BASELINE, baseline_requests(warm_pairs)),
             (BARE_BASELINE, baseline_requests(warm_pairs, BARE_BASELINE_PATH)),
@@ -919,12 +917,10 @@ def main() -> int:
                 ("warm verify", verify_requests(warm_pairs, gateway_token)),
                 ("forward-auth (warm)", forward_requests(warm_pairs, gateway_token)),
             ]
-        # Phase 2, in the same rounds: warm verify beside 4 more clients. The control sends good
-        # warm traffic in the flood's place: any 4 extra clients take their share of two sync
-        # workers (and a second wrk process takes CPU), so the control shows how much of the
-        # drop is the flood's own doing. Interleaving the pairs with phase 1 compares them with
-        # the undisturbed warm verify of the same minutes: this host's cores change speed from
-        # one minute to the next.
+        # Phase 2: warm verify beside 4 more clients. The control sends good warm traffic in the
+        # flood's place: any 4 extra clients take their share of two sync workers (and a second
+        # wrk process takes CPU), so the control shows how much of the drop is the flood's own
+        # doing.
         pairs = (
             [
                 (
@@ -969,45 +965,57 @@ def main() -> int:
                     f"UPDATEs {meter.cpu.row_updates}, CPU probe before {probe:.1f} ms",
                     flush=True,
                 )
-            for beside_name, other_name, other_requests in pairs:
-                probe = settle(other_name)
+        if pairs:
+            # Phase 2: warm verify alone, beside the flood and beside the control in short slots
+            # (A F C C F A, repeated), so that each condition meets the host's fast and slow
+            # minutes alike; the flood's ratio compares it with the warm slots of phase 2.
+            slot = max(2, duration // 2)
+            print(
+                f"phase 2: warm verify alone (A), beside the flood (F) and beside the control (C) "
+                f"in slots of {slot} s, A F C C F A x {rounds}",
+                flush=True,
+            )
+            alone = WARM_ALONE
+            partial[alone] = []
+            by_letter = {"A": None, "F": pairs[1], "C": pairs[0]}
+            for letter in "AFCCFA" * rounds:
+                pair = by_letter[letter]
+                probe = settle(alone if pair is None else pair[1])
                 with CpuMeter(server.process.pid) as meter:
-                    other = Wrk(
-                        other_name,
-                        url,
-                        other_requests,
-                        clients=FLOOD_CLIENTS,
-                        duration=duration,
-                        budget=budget,
-                        **common,
-                    )
+                    other = None
+                    if pair is not None:
+                        other = Wrk(
+                            pair[1], url, pair[2], clients=FLOOD_CLIENTS, duration=slot,
+                            budget=3000 * slot, **common,
+                        )  # fmt: skip
                     try:
                         beside = run_wrk(
-                            beside_name,
-                            url,
-                            verify_requests(warm_pairs, gateway_token),
-                            clients=WARM_CLIENTS,
-                            duration=duration,
-                            budget=budget,
-                            **common,
-                        )
-                        other_result = other.result()
+                            alone if pair is None else pair[0], url,
+                            verify_requests(warm_pairs, gateway_token), clients=WARM_CLIENTS,
+                            duration=slot, budget=3000 * slot, **common,
+                        )  # fmt: skip
+                        other_result = other.result() if other is not None else None
                     finally:
-                        other.kill()
-                # Both ran at once: the CPU figures describe the pair.
-                meter.cpu.requests = beside.requests + other_result.requests
-                beside.cpu = other_result.cpu = meter.cpu
-                partial[beside_name].append(beside)
-                partial[other_name].append(other_result)
-                print(
-                    f"  round {round_number} {beside_name}: {beside.rps:.0f} req/s, "
-                    f"p99 {beside.p99_ms:.2f} ms; {other_name}: {other_result.rps:.0f} req/s "
-                    f"({other_result.status_text()}); CPU probe before {probe:.1f} ms",
-                    flush=True,
+                        if other is not None:
+                            other.kill()
+                # A pair ran at once: the CPU figures describe the pair.
+                meter.cpu.requests = beside.requests + (other_result.requests if other else 0)
+                beside.cpu = meter.cpu
+                partial[beside.name].append(beside)
+                text = (
+                    f"  {letter} {beside.name}: {beside.rps:.0f} req/s, p99 {beside.p99_ms:.2f} ms"
                 )
+                if other_result is not None:
+                    other_result.cpu = meter.cpu
+                    partial[other_result.name].append(other_result)
+                    text += f"; {other_result.name}: {other_result.rps:.0f} req/s"
+                    text += f" ({other_result.status_text()})"
+                print(f"{text}; CPU probe before {probe:.1f} ms", flush=True)
         for name in partial:
             by_name[name] = merge_rounds(partial[name])
         results += [by_name[name] for name, _ in scenarios]
+        if pairs:
+            results.append(by_name[WARM_ALONE])
         for beside_name, other_name, _ in pairs:
             results += [by_name[beside_name], by_name[other_name]]
         if has_gateway:
@@ -1062,16 +1070,21 @@ def main() -> int:
             cold = by_name["cold verify (argon2 each)"]
             warm_ratio = warm.rps / base.rps
             bare_ratio = warm.rps / bare.rps
-            flood_ratio = beside.rps / warm.rps
+            alone = by_name[WARM_ALONE]
+            flood_ratio = beside.rps / alone.rps
             print(f"ratio warm verify / baseline:               {warm_ratio:.2f}")
             print(f"ratio warm verify / baseline, no middleware: {bare_ratio:.2f}")
             print(f"ratio forward-auth / baseline:              {forward.rps / base.rps:.2f}")
             print(f"ratio forward-auth / baseline, no middleware: {forward.rps / bare.rps:.2f}")
-            print(f"ratio warm under flood / warm:              {flood_ratio:.2f}")
+            print(
+                f"ratio warm under flood / warm alone (phase 2 slots): {flood_ratio:.2f} "
+                f"(against phase 1's warm verify: {beside.rps / warm.rps:.2f})"
+            )
             control = by_name["warm verify beside control"]
             print(
-                f"ratio warm beside 4 more warm clients / warm: {control.rps / warm.rps:.2f} "
-                f"(control); under flood / beside control: {beside.rps / control.rps:.2f}"
+                f"ratio warm beside 4 more warm clients / warm alone: "
+                f"{control.rps / alone.rps:.2f} (control); under flood / beside control: "
+                f"{beside.rps / control.rps:.2f}"
             )
             print(
                 f"cold - warm p50: {cold.p50_ms - warm.p50_ms:.1f} ms (argon2 per call; the count "
