@@ -25,6 +25,7 @@ import os
 import random
 import secrets
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -121,6 +122,7 @@ def main() -> int:
     finally:
         for _, server in servers:
             server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # the request files hold the bench's secrets
 
 
 if __name__ == "__main__":
