@@ -330,3 +330,10 @@ def test_the_memo_is_bounded(gateway, monkeypatch):
         ratelimit.tripped.remember(f"pk_{i}", now, now + 60)
         assert len(ratelimit.tripped._entries) <= 3
     assert ratelimit.tripped.get("pk_9", now) == now + 60
+
+
+def test_changing_the_guard_settings_forgets_remembered_trips(gateway, settings):
+    now = 300.0 * 3334 + 10
+    ratelimit.tripped.remember("pk_anything", now, now + 60)
+    settings.GATEWAY_FAILED_ATTEMPT_LIMIT = 50
+    assert ratelimit.tripped.get("pk_anything", now) is None

@@ -391,3 +391,15 @@ def test_flush_at_exit_writes_everything_pending_at_once(gateway, issue, clock):
         credential.refresh_from_db()
         assert credential.failed_scope_count == 2
     assert usage.flush_at_exit() == 0
+
+
+def test_what_a_thread_recorded_outside_a_request_is_not_written_by_its_next_request(
+    client, gateway, issue, clock
+):
+    stray, _ = issue()
+    credential, secret = issue()
+    recorder.record_failure(stray.pk, stray.secret_version, "forbidden_scope")  # no request
+    assert verify(client, basic(credential.partner_key, secret)).status_code == 200
+    stray.refresh_from_db()
+    assert stray.failed_scope_count == 0  # still pending: that request only wrote its own
+    assert recorder.pending(stray.pk) is not None
