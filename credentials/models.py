@@ -188,6 +188,28 @@ class AuditEvent(models.Model):
         CREDENTIAL_REVOKED = "credential.revoked", "Credential revoked"
         CREDENTIAL_UPDATED = "credential.updated", "Credential updated"
         CREDENTIAL_HASH_UPGRADED = "credential.hash_upgraded", "Credential hash upgraded"
+        CREDENTIAL_CUTOVER_SCHEDULED = "credential.cutover_scheduled", "Cutover scheduled"
+        CREDENTIAL_CUTOVER_CANCELLED = "credential.cutover_cancelled", "Cutover cancelled"
+        CREDENTIAL_CUTOVER_REPLACED = "credential.cutover_replaced", "Cutover replaced"
+        CREDENTIAL_CUTOVER_COMPLETED = "credential.cutover_completed", "Cutover completed"
+        CREDENTIAL_TRIAGED = "credential.triaged", "Leaked secret triaged"
+        OPERATOR_SIGNED_IN = "operator.signed_in", "Operator signed in"
+        OPERATOR_SIGN_IN_FAILED = "operator.sign_in_failed", "Operator sign-in failed"
+        OPERATOR_SIGNED_OUT = "operator.signed_out", "Operator signed out"
+        OPERATOR_PASSWORD_CHANGED = "operator.password_changed", "Operator password changed"
+        OPERATOR_2FA_ENROLLED = "operator.2fa_enrolled", "Operator two-factor enrolled"
+        OPERATOR_2FA_RESET = "operator.2fa_reset", "Operator two-factor reset"
+        OPERATOR_RECOVERY_CODE_USED = "operator.recovery_code_used", "Operator recovery code used"
+        OPERATOR_RECOVERY_CODES_REGENERATED = (
+            "operator.recovery_codes_regenerated",
+            "Operator recovery codes regenerated",
+        )
+        OPERATOR_LOCKED_OUT = "operator.locked_out", "Operator locked out"
+        OPERATOR_LOCKOUT_LIFTED = "operator.lockout_lifted", "Operator lockout lifted"
+        OPERATOR_CREATED = "operator.created", "Operator created"
+        OPERATOR_UPDATED = "operator.updated", "Operator updated"
+        OPERATOR_DELETED = "operator.deleted", "Operator deleted"
+        AUDIT_VERIFIED = "audit.verified", "Audit chain verified"
 
     occurred_at = models.DateTimeField(default=timezone.now, db_default=Now(), db_index=True)
     actor = models.ForeignKey(

@@ -10,18 +10,17 @@ plaintext secret exists only in the return value of :func:`credential_issue` and
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from . import crypto
+from .audit import Actor
+from .audit import record as _audit
 from .models import AuditEvent, Business, Credential
 
 MAX_LABEL_LENGTH = 200
@@ -57,36 +56,6 @@ class InvalidTransition(DomainError):
 
 class Conflict(DomainError):
     code = "conflict"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who makes a change, and from where: what the audit record says about its origin."""
-
-    username: str
-    user: AbstractBaseUser | None = None
-    request_id: str = ""
-    source_ip: str | None = None
-
-    @classmethod
-    def for_user(
-        cls, user: AbstractBaseUser, *, request_id: str = "", source_ip: str | None = None
-    ) -> Actor:
-        return cls(
-            username=user.get_username(), user=user, request_id=request_id, source_ip=source_ip
-        )
-
-    @classmethod
-    def command_line(cls) -> Actor:
-        try:
-            os_user = getpass.getuser()
-        except Exception:  # no name for this uid (containers)
-            os_user = "unknown"
-        return cls(username=f"cli:{os_user}")
-
-    @classmethod
-    def system(cls) -> Actor:
-        return cls(username="system")
 
 
 UNSET: Any = object()
@@ -157,28 +126,6 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, 
         for field in after
         if before[field] != after[field]
     }
-
-
-def _audit(
-    *,
-    actor: Actor,
-    action: str,
-    now: dt.datetime,
-    business: Business | None = None,
-    credential: Credential | None = None,
-    details: dict[str, Any] | None = None,
-) -> AuditEvent:
-    return AuditEvent.objects.create(
-        occurred_at=now,
-        actor=actor.user,
-        actor_username=actor.username,
-        action=action,
-        business=business,
-        credential=credential,
-        request_id=actor.request_id or "",
-        source_ip=actor.source_ip,
-        details=details or {},
-    )
 
 
 def _locked_credential(credential: Credential | int) -> Credential:
