@@ -31,8 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gateway_bench as gb  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import config, load  # noqa: E402
+from bench import cpu as meters  # noqa: E402
+from bench import servers as srv  # noqa: E402
 
 
 def main() -> int:
@@ -50,51 +52,50 @@ def main() -> int:
         variants.append((name, shlex.split(extra)))
 
     token = "gw_ab_" + secrets.token_urlsafe(24)
-    env = gb.production_env(token)
+    env = srv.production_env(token)
     os.environ.update(env)
-    sys.path.insert(0, str(gb.ROOT))
     import django
 
     django.setup()
 
-    log_dir = gb.ROOT / "var" / "bench" / ("ab-" + time.strftime("%Y%m%d-%H%M%S"))
+    log_dir = config.ROOT / "var" / "bench" / ("ab-" + time.strftime("%Y%m%d-%H%M%S"))
     log_dir.mkdir(parents=True, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="klikit-ab-")  # request files hold secrets: 0700
     common = {"workdir": workdir}
-    servers: list[tuple[str, gb.Server]] = []
+    servers: list[tuple[str, srv.Server]] = []
     try:
         print(f"logs: {log_dir}")
-        gb.recreate_database()
-        issued = gb.issue_credentials(args.credentials)
+        srv.recreate_database()
+        issued = srv.issue_credentials(args.credentials)
         pairs = random.Random(7).sample(issued, min(200, len(issued)))
         for index, (name, extra) in enumerate(variants):
-            server = gb.Server(env, log_dir, f"variant{index}", extra_args=extra)
+            server = srv.Server(env, log_dir, f"variant{index}", extra_args=extra)
             servers.append((name, server))
             server.start()
             print(f"{name}: gunicorn ... {' '.join(extra) or '(no extra arguments)'}")
-        verify = gb.verify_requests(pairs, token)
+        verify = load.verify_requests(pairs, token)
         for name, server in servers:
             for _ in range(6):  # until no answer pays argon2 (see gateway_bench)
-                warmup = gb.run_wrk(
-                    "warm-up", server.base_url, verify, clients=gb.WARM_CLIENTS, duration=60,
+                warmup = load.run_wrk(
+                    "warm-up", server.base_url, verify, clients=config.WARM_CLIENTS, duration=60,
                     budget=len(pairs) * 6, **common,
                 )  # fmt: skip
                 if warmup.non_200:
-                    raise gb.BenchError(f"{name}: warm-up answered {warmup.status_text()}")
+                    raise config.BenchError(f"{name}: warm-up answered {warmup.status_text()}")
                 if warmup.max_ms < 25:
                     break
         budget = 3000 * args.duration
-        rounds: dict[str, list[gb.Result]] = {}
+        rounds: dict[str, list[load.Result]] = {}
         first_name, first_server = servers[0]
-        scenarios = [("baseline (1 SELECT), " + first_name, first_server, gb.baseline_requests)]
+        scenarios = [("baseline (1 SELECT), " + first_name, first_server, load.baseline_requests)]
         scenarios += [(f"warm verify, {name}", server, None) for name, server in servers]
         for round_number in range(1, args.rounds + 1):
             for label, server, make in scenarios:
                 requests = make(pairs) if make else verify
-                probe = gb.settle(label)
-                with gb.CpuMeter(server.process.pid) as meter:
-                    result = gb.run_wrk(
-                        label, server.base_url, requests, clients=gb.WARM_CLIENTS,
+                probe = meters.settle(label)
+                with meters.CpuMeter(server.process.pid) as meter:
+                    result = load.run_wrk(
+                        label, server.base_url, requests, clients=config.WARM_CLIENTS,
                         duration=args.duration, budget=budget, **common,
                     )  # fmt: skip
                 meter.cpu.requests = result.requests
@@ -109,14 +110,14 @@ def main() -> int:
                 )
         print()
         for label, results in rounds.items():
-            merged = gb.merge_rounds(results)
+            merged = load.merge_rounds(results)
             cpu = 1000 * merged.cpu.gunicorn / max(1, merged.requests)
             print(
                 f"{label:<48} {merged.rps:7.0f} req/s  gunicorn CPU/req {cpu:.3f} ms  "
                 f"p50 {merged.p50_ms:.2f} ms  p99 {merged.p99_ms:.2f} ms (pooled)"
             )
         return 0
-    except gb.BenchError as exc:
+    except config.BenchError as exc:
         print(f"\nA/B failed: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -33,7 +33,11 @@ def main() -> int:
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/klikit_bench",
+            "DATABASE_URL": os.environ.get(
+                "KLIKIT_BENCH_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/"
+                + os.environ.get("KLIKIT_BENCH_DB", "klikit_bench"),
+            ),
             "SECRET_KEY": "db-micro-" + "x" * 40,
             "DEBUG": "0",
         }

@@ -73,7 +73,11 @@ def main() -> int:
             "DJANGO_SETTINGS_MODULE": "bench.settings",
             "DEBUG": "0",
             "SECRET_KEY": "profile-" + secrets.token_urlsafe(32),
-            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/klikit_bench",
+            "DATABASE_URL": os.environ.get(
+                "KLIKIT_BENCH_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/"
+                + os.environ.get("KLIKIT_BENCH_DB", "klikit_bench"),
+            ),
             "GATEWAY_TOKENS": token,
             "ARGON2_MEMORY_COST": "19456",
             "ARGON2_TIME_COST": "2",
@@ -91,7 +95,7 @@ def main() -> int:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(log)
 
-    from bench.gateway_bench import basic
+    from bench.load import basic
     from credentials import services
     from credentials.models import Business
 

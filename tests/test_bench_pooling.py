@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.gateway_bench import Result, merge_rounds, pooled_percentile
+from bench.load import Result, merge_rounds, pooled_percentile
 
 POINTS = [1, 5, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 92, 94, 95, 96, 97, 98, 98.5, 99]
 POINTS += [99.1, 99.2, 99.3, 99.4, 99.5, 99.6, 99.7, 99.8, 99.9, 99.95, 99.99]
