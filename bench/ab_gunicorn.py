@@ -52,7 +52,7 @@ def main() -> int:
         variants.append((name, shlex.split(extra)))
 
     token = "gw_ab_" + secrets.token_urlsafe(24)
-    env = srv.production_env(token)
+    env = srv.production_env(token, cache_url="locmemcache://klikit-admin")
     os.environ.update(env)
     import django
 

@@ -85,9 +85,10 @@ class Cpu:
 
     def text(self) -> str:
         per_request = self.per_request_ms()
+        everything = self.per_request_ms(self.machine)
         shares = (self.gunicorn, self.postgres, self.client, self.rest)
         return (
-            f"{per_request:5.2f} ms   "
+            f"{everything:5.2f} / {per_request:5.2f} ms   "
             + " / ".join(f"{self.cores(x):4.2f}" for x in shares)
             + f"   {self.row_updates:>7}"
         )

@@ -78,21 +78,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.config import (  # noqa: E402
-    BARE_BASELINE,
-    BARE_BASELINE_PATH,
-    BASELINE,
-    BASELINE_PATH,
-    COLD_CLIENTS,
-    DB_NAME,
-    FLOOD_CLIENTS,
-    ROOT,
-    WARM_ALONE,
-    WARM_CACHE_OFF,
-    WARM_CACHE_SETTING,
-    WARM_CLIENTS,
-    BenchError,
-)
+from bench import config as c  # noqa: E402
 from bench.load import (  # noqa: E402
     Result,
     baseline_requests,
@@ -118,11 +104,13 @@ from bench.report import (  # noqa: E402
 )
 from bench.servers import (  # noqa: E402
     Server,
+    check_redis,
     check_verify,
     gateway_present,
     issue_credentials,
     production_env,
     recreate_database,
+    rotate,
 )
 
 
@@ -137,16 +125,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, help="seconds per scenario and round (8; quick 5)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of phase 1 (3; quick 1)")
     parser.add_argument(
-        "--cache-url", default="locmemcache://klikit-admin", help="CACHE_URL (local memory)"
+        "--cache-url", default=c.CACHE_URL, help=f"CACHE_URL, a Redis ({c.CACHE_URL})"
     )
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["cold", "nginx", "metrics"],
+        help="leave out a part of the run (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
     args.count = args.credentials or (200 if args.quick else 1000)
     args.duration = args.duration or (5 if args.quick else 8)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.budget = 3000 * args.duration  # answers per round: the time bound normally ends it first
-    args.warm_set_size = min(200, args.count - 1)
+    args.warm_set_size = min(200, args.count - 2)
     if args.warm_set_size < 1:
-        parser.error("--credentials must be at least 2")
+        parser.error("--credentials must be at least 3")
+    if not args.cache_url.startswith("redis://"):
+        parser.error("--cache-url must be a Redis: the floor counts in Redis")
     return args
 
 
@@ -163,7 +157,7 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
-    log_dir = ROOT / "var" / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    log_dir = c.ROOT / "var" / "bench" / time.strftime("%Y%m%d-%H%M%S")
     log_dir.mkdir(parents=True, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="klikit-bench-")  # request files hold secrets: 0700
     servers: list[Server] = []
@@ -173,19 +167,22 @@ def main() -> int:
     try:
         for line in machine_lines() + describe_settings():
             print(line)
-        has_gateway = gateway_present()
-        if has_gateway and not hasattr(settings, WARM_CACHE_SETTING):
-            raise BenchError(f"settings has no {WARM_CACHE_SETTING}: update WARM_CACHE_SETTING")
+        if not gateway_present():
+            raise BenchError("the gateway endpoints are not routed")
+        if not hasattr(settings, c.WARM_CACHE_SETTING):
+            raise BenchError(f"settings has no {c.WARM_CACHE_SETTING}: update WARM_CACHE_SETTING")
+        check_redis(args.cache_url)
         print(f"logs: {log_dir}")
         print(f"load: wrk, 1 thread, at most {args.duration} s and {args.budget} answers per round")
-        print(f"recreating database {DB_NAME}, issuing {args.count} credentials (argon2id each)")
+        print(f"recreating database {c.DB_NAME}, issuing {args.count} credentials (argon2id each)")
         recreate_database()
         issued = issue_credentials(args.count)
-        results = run(args, env, gateway_token, issued, has_gateway, log_dir, workdir, servers)
+        bench = Run(args, env, gateway_token, issued, log_dir, workdir, servers)
+        results = bench.run()
         print()
         print(table(results))
         print()
-        print_ratios_and_goals({r.name: r for r in results}, has_gateway)
+        print_ratios_and_goals({r.name: r for r in results})
         failures = check_statuses(results)
         if failures:
             print("\nFAILED: traffic that must succeed did not:", file=sys.stderr)
@@ -205,100 +202,132 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(args, env, token, issued, has_gateway, log_dir, workdir, servers) -> list[Result]:
-    """Start the servers, run the phases and return every scenario's merged result."""
-    from credentials import crypto
+BenchError = c.BenchError
 
-    rng = random.Random(7)
-    flood_key = issued[-1][0]
-    warm_pairs = rng.sample(issued[:-1], args.warm_set_size)
-    flood_pairs = [(flood_key, crypto.generate_secret()) for _ in range(500)]
-    common = {"workdir": workdir}
-    rounds, duration = args.rounds, args.duration
 
-    server = Server(env, log_dir, "main")
-    servers.append(server)
-    server.start()
-    warm = Scenario("warm verify", server, verify_requests(warm_pairs, token))
-    if has_gateway:
-        check_verify(server, token, *warm_pairs[0])
-        warm_up(warm, args.warm_set_size, workdir)
-    for path in (BASELINE_PATH, BARE_BASELINE_PATH):
-        run_wrk(
-            "baseline warm-up", server.base_url, baseline_requests(warm_pairs, path),
-            clients=WARM_CLIENTS, duration=10, budget=1000, **common,
-        )  # fmt: skip
+class Run:
+    """The servers and scenarios of one run."""
 
-    scenarios = [
-        Scenario(BASELINE, server, baseline_requests(warm_pairs)),
-        Scenario(BARE_BASELINE, server, baseline_requests(warm_pairs, BARE_BASELINE_PATH)),
-    ]
-    if has_gateway:
-        scenarios += [
+    def __init__(self, args, env, token, issued, log_dir, workdir, servers):
+        from credentials import crypto
+
+        self.args, self.env, self.token = args, env, token
+        self.log_dir, self.workdir, self.servers = log_dir, workdir, servers
+        rng = random.Random(7)
+        self.flood_key = issued[-1][0]
+        self.rotated_key = issued[-2][0]
+        self.warm_pairs = rng.sample(issued[:-2], args.warm_set_size)
+        self.flood_pairs = [(self.flood_key, crypto.generate_secret()) for _ in range(500)]
+        self.rotated_flood_pairs = [
+            (self.rotated_key, crypto.generate_secret()) for _ in range(500)
+        ]
+        self.random_pairs = [
+            (crypto.generate_partner_key(), crypto.generate_secret()) for _ in range(500)
+        ]
+
+    def start(self, label: str, extra_env: dict | None = None, **kwargs) -> Server:
+        server = Server({**self.env, **(extra_env or {})}, self.log_dir, label, **kwargs)
+        self.servers.append(server)
+        server.start()
+        return server
+
+    def verify(self, pairs) -> list:
+        return verify_requests(pairs, self.token)
+
+    def run(self) -> list[Result]:
+        args, common = self.args, {"workdir": self.workdir}
+        rounds, duration = args.rounds, args.duration
+        # The product with its metrics on (issue 13's default), the floor, and (unless skipped)
+        # the product with metrics off: all idle but the one being measured.
+        main = self.start("main", {c.METRICS_SETTING: "1"})
+        floor = self.start("floor", app="bench.floor:application")
+        warm = Scenario(c.WARM, main, self.verify(self.warm_pairs))
+        check_verify(main, self.token, *self.warm_pairs[0])
+        scenarios = [
+            Scenario(c.FLOOR, floor, warm.requests),
             warm,
-            Scenario("forward-auth (warm)", server, forward_requests(warm_pairs, token)),
+            Scenario(c.FORWARD, main, forward_requests(self.warm_pairs, self.token)),
         ]
-    print(f"phase 1: {rounds} interleaved round(s) of {duration} s per scenario", flush=True)
-    partial = interleaved_rounds(
-        scenarios, rounds=rounds, duration=duration, budget=args.budget, **common
-    )
-    order = [s.name for s in scenarios]
-    if has_gateway:
-        # Phase 2: warm verify beside 4 more clients. The control sends good warm traffic in the
-        # flood's place: any 4 extra clients take their share of two sync workers (and a second
-        # wrk process takes CPU), so the control shows how much of the drop is the flood's own
-        # doing.
-        conditions = [
-            Condition(
-                "F",
-                "warm verify under flood",
-                Scenario(
-                    "flood: wrong secrets, 1 key",
-                    server,
-                    verify_requests(flood_pairs, token),
-                    FLOOD_CLIENTS,
-                ),
-            ),
-            Condition(
-                "C",
-                "warm verify beside control",
-                Scenario(
-                    "control: 4 more warm clients",
-                    server,
-                    verify_requests(warm_pairs[::-1], token),
-                    FLOOD_CLIENTS,
-                ),
+        if "metrics" not in args.skip:
+            quiet = self.start("metrics-off", {c.METRICS_SETTING: "0"})
+            check_verify(quiet, self.token, *self.warm_pairs[0])
+            scenarios.append(Scenario(c.METRICS_OFF, quiet, warm.requests))
+        scenarios += [
+            Scenario(c.BASELINE, main, baseline_requests(self.warm_pairs)),
+            Scenario(
+                c.BARE_BASELINE, main, baseline_requests(self.warm_pairs, c.BARE_BASELINE_PATH)
             ),
         ]
+        for scenario in scenarios:
+            if scenario.name in (c.FLOOR, c.WARM, c.METRICS_OFF):
+                warm_up(scenario, args.warm_set_size, self.workdir)
+        for path in (c.BASELINE_PATH, c.BARE_BASELINE_PATH):
+            run_wrk(
+                "baseline warm-up", main.base_url, baseline_requests(self.warm_pairs, path),
+                clients=c.WARM_CLIENTS, duration=10, budget=1000, **common,
+            )  # fmt: skip
+
+        print(f"phase 1: {rounds} interleaved round(s) of {duration} s per scenario", flush=True)
+        partial = interleaved_rounds(
+            scenarios, rounds=rounds, duration=duration, budget=args.budget, **common
+        )
+        order = [s.name for s in scenarios]
+
+        conditions = self.phase2_conditions(main)
         slot = max(2, duration // 2)
-        letters = "A" + "".join(c.letter for c in conditions)
+        letters = "A" + "".join(x.letter for x in conditions)
         print(
             f"phase 2: warm verify alone (A) and beside each other load in slots of {slot} s, "
             f"{letters}{letters[::-1]} x {rounds}",
             flush=True,
         )
-        alone = Scenario(WARM_ALONE, server, warm.requests)
+        alone = Scenario(c.WARM_ALONE, main, warm.requests)
         partial.update(mirrored_slots(alone, conditions, rounds=rounds, slot=slot, **common))
-        order.append(WARM_ALONE)
-        for c in reversed(conditions):
-            order += [c.beside_name, c.other.name]
-    results = [merge_rounds(partial[name]) for name in order]
+        order.append(c.WARM_ALONE)
+        for x in conditions:
+            order += [x.beside_name, x.other.name]
+        results = [merge_rounds(partial[name]) for name in order]
 
-    if has_gateway:
-        server.stop()
-        print(f"cold verify: gunicorn with {WARM_CACHE_SETTING}={WARM_CACHE_OFF}", flush=True)
-        cold_server = Server({**env, WARM_CACHE_SETTING: WARM_CACHE_OFF}, log_dir, "cold")
-        servers.append(cold_server)
-        cold_server.start()
-        check_verify(cold_server, token, *warm_pairs[0])
-        cold = Scenario(
-            "cold verify (argon2 each)", cold_server, warm.requests, clients=COLD_CLIENTS
-        )
-        results.append(
-            measure(cold, duration=duration * rounds, budget=args.budget * rounds, **common)
-        )
-        cold_server.stop()
-    return results
+        for server in self.servers:
+            server.stop()
+        if "cold" not in args.skip:
+            label = f"{c.WARM_CACHE_SETTING}={c.WARM_CACHE_OFF}"
+            print(f"cold verify: gunicorn with {label}", flush=True)
+            cold_server = self.start("cold", {c.WARM_CACHE_SETTING: c.WARM_CACHE_OFF})
+            check_verify(cold_server, self.token, *self.warm_pairs[0])
+            cold = Scenario(c.COLD, cold_server, warm.requests, clients=c.COLD_CLIENTS)
+            results.append(
+                measure(cold, duration=duration * rounds, budget=args.budget * rounds, **common)
+            )
+            cold_server.stop()
+        return results
+
+    def phase2_conditions(self, main: Server) -> list[Condition]:
+        """Warm verify beside 4 more clients of each kind, and the rotated credential's traffic.
+
+        The control sends good warm traffic in a flood's place: any 4 extra clients take their
+        share of two sync workers (and a second wrk process takes CPU), so the control shows
+        how much of a drop is the flood's own doing. The rotated credential (issue 9): each of
+        its slots rotates it first, so its new secret is cold on every worker, then a flood of
+        wrong secrets for its partner_key starts a second ahead of its own traffic.
+        """
+        rotated = Scenario(c.ROTATED, main, [])
+
+        def rotate_now() -> None:
+            rotated.requests = self.verify([(self.rotated_key, rotate(self.rotated_key))])
+
+        def other(name: str, pairs) -> Scenario:
+            return Scenario(name, main, self.verify(pairs), c.FLOOD_CLIENTS)
+
+        return [
+            Condition("F", c.UNDER_FLOOD, other(c.FLOOD, self.flood_pairs)),
+            Condition("C", c.BESIDE_CONTROL, other(c.CONTROL, self.warm_pairs[::-1])),
+            Condition("R", c.BESIDE_RANDOM, other(c.RANDOM_FLOOD, self.random_pairs)),
+            Condition(
+                "W", c.ROTATED, other(c.ROTATED_FLOOD, self.rotated_flood_pairs),
+                before=rotate_now, lead=1.0, measured=rotated,
+            ),
+        ]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -40,8 +40,14 @@ class Server:
     """gunicorn as production runs it: two sync workers, logs to files, in its own session."""
 
     def __init__(
-        self, env: dict[str, str], log_dir: Path, label: str, extra_args: list[str] | None = None
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        label: str,
+        extra_args: list[str] | None = None,
+        app: str = "klikit_admin.wsgi:application",
     ):
+        self.app = app
         self.extra_args = list(extra_args or [])  # appended: they override what comes before
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -53,7 +59,7 @@ class Server:
     def start(self) -> None:
         command = [
             str(GUNICORN),
-            "klikit_admin.wsgi:application",
+            self.app,
             "--workers",
             "2",
             "--worker-class",
@@ -162,8 +168,8 @@ def issue_credentials(count: int) -> list[tuple[str, str]]:
     return issued
 
 
-def production_env(gateway_token: str, *, cache_url: str = "locmemcache://klikit-admin") -> dict:
-    """The environment gunicorn runs with: the production settings on ``klikit_bench``."""
+def production_env(gateway_token: str, *, cache_url: str) -> dict:
+    """The environment gunicorn runs with: the production settings on the bench database."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench.settings",
@@ -181,6 +187,29 @@ def production_env(gateway_token: str, *, cache_url: str = "locmemcache://klikit
 
 
 # --- checks and report ------------------------------------------------------------------------
+
+
+def rotate(partner_key: str) -> str:
+    """Rotate the credential's secret through the services; return the new one."""
+    from django.db import connections
+
+    from credentials import services
+    from credentials.models import Credential
+
+    credential = Credential.objects.get(partner_key=partner_key)
+    secret = services.credential_rotate(actor=services.Actor.system(), credential=credential)
+    connections.close_all()
+    return secret
+
+
+def check_redis(url: str) -> None:
+    """Fail early, and clearly, when the bench's Redis does not answer."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        raise BenchError(f"Redis at {url} does not answer ({exc}); see --cache-url") from None
 
 
 def check_verify(server: Server, token: str, key: str, secret: str) -> None:
