@@ -61,6 +61,11 @@ RANDOM_FLOOD = "flood: random partner_keys"
 ROTATED = "rotated credential under flood"
 ROTATED_FLOOD = "flood: wrong secrets, rotated key"
 COLD = "cold verify (argon2 each)"
+NGINX_SYNC = "nginx -> sync workers"
+NGINX_GTHREAD = "nginx -> gthread workers"
+DIRECT_SYNC = "forward-auth direct, sync"
+DIRECT_GTHREAD = "forward-auth direct, gthread"
+GTHREAD_ARGS = ["--worker-class", "gthread", "--threads", "4"]
 
 WARM_CLIENTS = 8
 COLD_CLIENTS = 2

@@ -170,10 +170,13 @@ def cpu_probe_ms() -> float:
     return best * 1000
 
 
+QUIET_WAIT_SECONDS = [90.0]  # the entry point's --quiet-wait sets it
+
+
 def settle(label: str) -> float:
     """Start a measurement once the machine is quiet (saying so when it never got quiet);
     return the CPU probe taken just before it."""
-    load = wait_for_quiet()
+    load = wait_for_quiet(QUIET_WAIT_SECONDS[0])
     if load >= 0.25:
         print(f"  note: other processes used {load:.2f} cores just before {label}")
     return cpu_probe_ms()

@@ -79,6 +79,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import config as c  # noqa: E402
+from bench import cpu, nginx  # noqa: E402
 from bench.load import (  # noqa: E402
     Result,
     baseline_requests,
@@ -131,7 +132,12 @@ def parse_args() -> argparse.Namespace:
         "--skip", action="append", default=[], choices=["cold", "nginx", "metrics"],
         help="leave out a part of the run (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--quiet-wait", type=float, default=90.0,
+        help="seconds to wait at most for a quiet machine before each measurement (90)",
+    )  # fmt: skip
     args = parser.parse_args()
+    cpu.QUIET_WAIT_SECONDS[0] = args.quiet_wait
     args.count = args.credentials or (200 if args.quick else 1000)
     args.duration = args.duration or (5 if args.quick else 8)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -178,7 +184,11 @@ def main() -> int:
         recreate_database()
         issued = issue_credentials(args.count)
         bench = Run(args, env, gateway_token, issued, log_dir, workdir, servers)
-        results = bench.run()
+        try:
+            results = bench.run()
+        finally:
+            for proxy in bench.proxies:
+                proxy.stop()
         print()
         print(table(results))
         print()
@@ -213,6 +223,7 @@ class Run:
 
         self.args, self.env, self.token = args, env, token
         self.log_dir, self.workdir, self.servers = log_dir, workdir, servers
+        self.proxies: list = []
         rng = random.Random(7)
         self.flood_key = issued[-1][0]
         self.rotated_key = issued[-2][0]
@@ -287,6 +298,11 @@ class Run:
         for x in conditions:
             order += [x.beside_name, x.other.name]
         results = [merge_rounds(partial[name]) for name in order]
+        if "nginx" not in args.skip:
+            if nginx.available():
+                results += self.keepalive_phase(main)
+            else:
+                print("nginx is not installed: no keep-alive phase (apt-get install nginx-light)")
 
         for server in self.servers:
             server.stop()
@@ -301,6 +317,47 @@ class Run:
             )
             cold_server.stop()
         return results
+
+    def keepalive_phase(self, main: Server) -> list[Result]:
+        """Phase 3: forward-auth behind nginx auth_request, sync against gthread workers.
+
+        nginx keeps a pool of idle connections to klikit-admin (``keepalive 16``), but a sync
+        worker closes every connection after its answer, so each subrequest opens a new one;
+        a gthread worker keeps them. Direct forward-auth on both is measured in the same rounds.
+        """
+        args, common = self.args, {"workdir": self.workdir}
+        gthread = self.start("gthread", {c.METRICS_SETTING: "1"}, extra_args=c.GTHREAD_ARGS)
+        check_verify(gthread, self.token, *self.warm_pairs[0])
+        warm_up(
+            Scenario("gthread", gthread, self.verify(self.warm_pairs)),
+            args.warm_set_size,
+            self.workdir,
+        )
+        proxies = []
+        for label, server in (("sync", main), ("gthread", gthread)):
+            proxy = nginx.Nginx(server, self.token, Path(self.workdir) / f"nginx-{label}")
+            self.proxies.append(proxy)
+            proxy.start()
+            proxies.append(proxy)
+        partner = nginx.partner_requests(self.warm_pairs)
+        forward = forward_requests(self.warm_pairs, self.token)
+        scenarios = [
+            Scenario(c.NGINX_SYNC, main, partner, url=proxies[0].base_url),
+            Scenario(c.NGINX_GTHREAD, gthread, partner, url=proxies[1].base_url),
+            Scenario(c.DIRECT_SYNC, main, forward),
+            Scenario(c.DIRECT_GTHREAD, gthread, forward),
+        ]
+        print(
+            f"phase 3: keep-alive behind nginx (documented configuration), gunicorn sync "
+            f"against {' '.join(c.GTHREAD_ARGS)}, {args.rounds} interleaved round(s)",
+            flush=True,
+        )
+        partial = interleaved_rounds(
+            scenarios, rounds=args.rounds, duration=args.duration, budget=args.budget, **common
+        )
+        for proxy in proxies:
+            proxy.stop()
+        return [merge_rounds(partial[s.name]) for s in scenarios]
 
     def phase2_conditions(self, main: Server) -> list[Condition]:
         """Warm verify beside 4 more clients of each kind, and the rotated credential's traffic.

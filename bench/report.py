@@ -190,12 +190,15 @@ def print_ratios_and_goals(by_name: dict[str, Result]) -> None:
         ("warm under flood / beside control", c.UNDER_FLOOD, c.BESIDE_CONTROL),
         ("warm beside random partner_keys / alone", c.BESIDE_RANDOM, c.WARM_ALONE),
         ("rotated credential under flood / warm alone", c.ROTATED, c.WARM_ALONE),
+        ("behind nginx, gthread / sync (keep-alive)", c.NGINX_GTHREAD, c.NGINX_SYNC),
+        ("forward-auth direct, gthread / sync", c.DIRECT_GTHREAD, c.DIRECT_SYNC),
     ]
     for text, a, b in lines:
         ratio = _ratio(by_name, a, b)
         if ratio is not None:
             print(f"ratio {text + ':':<52} {ratio:.2f}")
-    for r in (floor, warm, forward, by_name.get(c.METRICS_OFF)):
+    extra = [by_name.get(n) for n in (c.METRICS_OFF, c.NGINX_SYNC, c.NGINX_GTHREAD)]
+    for r in (floor, warm, forward, *extra):
         if r is not None and r.cpu is not None:
             print(
                 f"CPU per request, {r.name + ':':<28} all processes "
