@@ -224,6 +224,8 @@ def _read_verify_body(request: HttpRequest) -> tuple[str | None, str | None]:
         )
     except (UnicodeDecodeError, ValueError):
         raise RequestInvalid("body is not a JSON document in UTF-8") from None
+    except RecursionError:  # e.g. 4,000 nested arrays: small, but deeper than the parser goes
+        raise RequestInvalid("body is nested too deeply") from None
     if not isinstance(body, dict):
         raise RequestInvalid("body must be a JSON object")
     unknown = set(body) - _BODY_FIELDS

@@ -8,22 +8,21 @@
 2. A partner_key or secret that cannot be one we issued (format, checksum) is
    ``auth_invalid_credential``, still without database or argon2 work.
 3. The warm cache, by partner_key: does the secret's digest match one this process verified?
-   If not, the failed-attempt guard is consulted now, before any database work: once it has
-   tripped for this partner_key (known or not, alike) the answer is 429 without a query or
-   argon2, so a flood of wrong secrets costs no database round trip (and, for a second after
-   this process saw the trip, no round trip to the counter store either).
+   If not, the failed-attempt guard is consulted now, before any database work. Once it has
+   tripped for this partner_key (known or not, alike) no argon2 runs for it; without a shared
+   cache (nothing could let the secret through) the answer is 429 at once, without a query,
+   and for a second after this process saw the trip without a round trip to the counter store.
 4. One parameterized, indexed query reads the credential's current row joined with its business.
    No credential state is cached anywhere, so a committed rotation, revocation or scope change
    is seen by every worker on its next request. A database error is ``downstream_unavailable``.
 5. The secret: a warm match passes without argon2 only if the row's id and ``secret_version``
    are the ones it was verified for; a secret warm for a version rotated away is dropped from
-   the cache and treated as cold (the guard, then argon2). Cold: unless this process already
-   runs its bound of argon2 computations (429), argon2 decides. Unknown keys cost one dummy
-   verification, so they take as long as known ones. Wrong: ``auth_invalid_credential``, the
-   same answer as an unknown key.
-6. Only then the status: revoked or expired is ``auth_revoked`` (a wrong secret never learns
-   it), a scope not granted is ``auth_forbidden``, and past the per-minute cap the answer is
-   ``rate_limit_exceeded``.
+   the cache and treated as cold. Cold: an unknown partner_key is ``auth_invalid_credential``
+   at once (no argon2: keys are 128-bit random identifiers); a secret matching the shared warm
+   digest of the row's id and version passes without argon2, tripped guard or not (the right
+   secret is never turned away); anything else is refused with the guard's 429 once it has
+   tripped, and otherwise, unless this process already runs its bound of argon2 computations
+   (429), argon2 decides. Wrong: ``auth_invalid_credential``, the same answer as an unknown key.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto, ratelimit, services
+from . import crypto, ratelimit, services, shared_warm
 from .models import Business, Credential
 from .ratelimit import RateState
 from .usage import recorder
@@ -279,20 +278,22 @@ _BUSY = _deny(
 )
 
 
-def _guard(partner_key: str, row: _Row | None) -> tuple[int, Decision | None]:
-    """Consult the failed-attempt guard: ``(recent failures, the 429 when it has tripped)``.
+def _guard(partner_key: str) -> tuple[int, int | None]:
+    """Consult the failed-attempt guard: ``(recent failures, Retry-After once it has tripped)``."""
+    return ratelimit.guard_check(partner_key)
+
+
+def _guard_denial(partner_key: str, row: _Row | None, retry_after: int) -> Decision:
+    """The tripped guard's 429, counted for the credential when it is known.
 
     `row` None: the row has not been read (or does not exist); the refusal is still counted for
     the credential when this process already knows which one the partner_key names.
     """
-    failures, retry_after = ratelimit.guard_check(partner_key)
-    if retry_after is None:
-        return failures, None
     if row is not None:
         recorder.record_failure(row.id, row.secret_version, "failed_attempt_guard")
     else:
         recorder.record_guard_refusal(partner_key)
-    return failures, _deny(
+    return _deny(
         RATE_LIMITED,
         partner_key,
         message="Too many failed attempts for this partner key; retry later.",
@@ -301,10 +302,30 @@ def _guard(partner_key: str, row: _Row | None) -> tuple[int, Decision | None]:
 
 
 @sensitive_variables("secret", "row")
-def _check_secret(
-    partner_key: str, secret: str, row: _Row | None, failures: int
+def _check_cold(
+    partner_key: str, secret: str, row: _Row | None, failures: int, tripped: int | None
 ) -> Decision | None:
-    """Let argon2 decide whether `secret` is right for `row` (None: unknown key); None if so.
+    """Decide a secret this process has not verified for `row`; None if it is right.
+
+    The shared digest first (it is the right secret's, so it passes even a tripped guard);
+    then the guard's refusal; then an unknown key, refused without argon2; then argon2.
+    """
+    if row is not None and shared_warm.matches(row.id, row.secret_version, secret):
+        warm_cache.remember(partner_key, row.id, row.secret_version, secret)
+        if failures and tripped is None:
+            ratelimit.guard_clear(partner_key)
+        return None
+    if tripped is not None:
+        return _guard_denial(partner_key, row, tripped)
+    if row is None:
+        ratelimit.guard_record_failure(partner_key)  # counted like a wrong secret: same answers
+        return _deny(AUTH_INVALID, partner_key)
+    return _check_secret(partner_key, secret, row, failures)
+
+
+@sensitive_variables("secret", "row")
+def _check_secret(partner_key: str, secret: str, row: _Row, failures: int) -> Decision | None:
+    """Let argon2 decide whether `secret` is right for `row`; None if so.
 
     The caller has consulted the guard already; `failures` is what it counted.
     """
@@ -313,10 +334,6 @@ def _check_secret(
         logger.warning("argon2 concurrency bound reached; refusing a verification")
         return _BUSY
     try:
-        if row is None:
-            crypto.dummy_verify()
-            ratelimit.guard_record_failure(partner_key)
-            return _deny(AUTH_INVALID, partner_key)
         verification = crypto.verify_secret(row.secret_hash, secret)
         if verification.ok and verification.needs_rehash:
             _upgrade_hash(row, secret)
@@ -331,6 +348,7 @@ def _check_secret(
         recorder.record_failure(row.id, row.secret_version, "wrong_secret", partner_key)
         return _deny(AUTH_INVALID, partner_key)
     warm_cache.remember(partner_key, row.id, row.secret_version, secret)
+    shared_warm.remember(row.id, row.secret_version, secret)
     if failures:
         ratelimit.guard_clear(partner_key)
     return None
@@ -373,25 +391,26 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
 
     # A secret this worker already verified for this partner_key skips the guard (so the guard
     # never locks out a warm partner) and argon2; any other consults the guard first, so under
-    # a flood of wrong secrets a refusal costs no database round trip.
+    # a flood of wrong secrets a refusal costs no argon2 (and, without a shared digest that
+    # could still let the right secret through, no database round trip).
     warm = warm_cache.lookup(partner_key, secret)
-    failures = 0
+    failures, tripped = 0, None
     if warm is None:
-        failures, denial = _guard(partner_key, None)
-        if denial is not None:
-            return denial
+        failures, tripped = _guard(partner_key)
+        if tripped is not None and not shared_warm.enabled():
+            return _guard_denial(partner_key, None, tripped)
     row = _load(partner_key)
     if warm is not None and (row is None or (row.id, row.secret_version) != warm):
         # Verified for a row that has changed since (rotated, or gone): that proves nothing now.
         warm_cache.forget(partner_key, *warm)
         warm = None
-        failures, denial = _guard(partner_key, row)
-        if denial is not None:
-            return denial
+        failures, tripped = _guard(partner_key)
     if warm is None:
-        denial = _check_secret(partner_key, secret, row, failures)
+        denial = _check_cold(partner_key, secret, row, failures, tripped)
         if denial is not None:
             return denial
+    else:
+        shared_warm.refresh_if_due(row.id, row.secret_version)
 
     if not row.active or row.expired:
         recorder.record_failure(

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto
+from . import crypto, shared_warm
 from .audit import Actor
 from .audit import record as _audit
 from .models import AuditEvent, Business, Credential
@@ -233,6 +233,19 @@ def business_delete(*, actor: Actor, business: Business | int, now: dt.datetime 
 
 
 @sensitive_variables("secret")
+def _warm_after_commit(credential: Credential, secret: str) -> None:
+    """Write the new secret's shared warm digest once the transaction has committed.
+
+    Never before commit (a rolled-back secret must not be warm anywhere), and robust: a cache
+    that cannot be reached only leaves the secret cold, it never fails the service.
+    """
+    credential_id, secret_version = credential.pk, credential.secret_version
+    transaction.on_commit(
+        lambda: shared_warm.remember(credential_id, secret_version, secret), robust=True
+    )
+
+
+@sensitive_variables("secret")
 @transaction.atomic
 def credential_issue(
     *,
@@ -284,6 +297,7 @@ def credential_issue(
             "secret_version": 1,
         },
     )
+    _warm_after_commit(credential, secret)
     return credential, secret
 
 
@@ -323,6 +337,7 @@ def credential_rotate(
         credential=credential,
         details={"secret_version": {"before": before_version, "after": credential.secret_version}},
     )
+    _warm_after_commit(credential, secret)
     return secret
 
 

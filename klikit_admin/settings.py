@@ -304,3 +304,10 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# --- Shared warm digest (issue 9) -----------------------------------------------------------
+# Seconds a keyed digest of a credential's current secret lives in the shared cache (Redis),
+# refreshed on use; a secret matching it skips argon2 on every worker and instance, and passes
+# a tripped failed-attempt guard. 0 turns it off. Unused with the local-memory cache
+# (credentials/shared_warm.py).
+GATEWAY_SHARED_WARM_TTL_SECONDS = env_int("GATEWAY_SHARED_WARM_TTL_SECONDS", 86_400, minimum=0)

@@ -194,8 +194,17 @@ class Server:
 
 
 @contextmanager
-def gunicorn(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = None):
-    """Run gunicorn with the test settings; always stop it, even when the test fails."""
+def gunicorn(
+    tmp_path: Path,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    app: str = "klikit_admin.wsgi:application",
+):
+    """Run gunicorn with the test settings; always stop it, even when the test fails.
+
+    `app`: another WSGI callable, e.g. ``tests.argon2_probe:application``.
+    """
     port = free_port()
     log_path = tmp_path / f"gunicorn-{port}.log"
     full_env = {
@@ -209,7 +218,7 @@ def gunicorn(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = N
         sys.executable,
         "-m",
         "gunicorn",
-        "klikit_admin.wsgi:application",
+        app,
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
