@@ -192,13 +192,17 @@ def matches(credential_id: int, secret_version: int, secret: str) -> bool:
         ident = (credential_id, secret_version)
         with _state.lock:
             entry = _state.known.get(ident)
-        stored = entry[0] if entry is not None else _fetch(ident)
-        if stored is None:
-            return False
+        if entry is not None:
+            stored = entry[0]
+        else:
+            stored = _fetch(ident)
+            if stored is None:
+                return False
+            # The truth about this version whatever this secret is: a flood of wrong secrets
+            # is compared in memory from now on. Not written back by us yet: due at first use.
+            _know(ident, stored, -REFRESH_SECONDS)
         if not hmac.compare_digest(stored, _digest(credential_id, secret_version, secret)):
             return False
-        if entry is None:
-            _know(ident, stored, -REFRESH_SECONDS)  # fetched, not yet written back by us
         _queue_if_due(ident)
         return True
     except Exception as exc:
