@@ -44,7 +44,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto, ratelimit, services
+from . import crypto, metrics, ratelimit, services
 from .models import Business, Credential
 from .ratelimit import RateState
 from .usage import recorder
@@ -288,6 +288,7 @@ def _guard(partner_key: str, row: _Row | None) -> tuple[int, Decision | None]:
     failures, retry_after = ratelimit.guard_check(partner_key)
     if retry_after is None:
         return failures, None
+    metrics.guard_refusal()
     if row is not None:
         recorder.record_failure(row.id, row.secret_version, "failed_attempt_guard")
     else:
@@ -311,10 +312,12 @@ def _check_secret(
     semaphore = argon2_semaphore()
     if not semaphore.acquire(timeout=settings.GATEWAY_ARGON2_WAIT_MS / 1000):
         logger.warning("argon2 concurrency bound reached; refusing a verification")
+        metrics.argon2_busy()
         return _BUSY
     try:
         if row is None:
             crypto.dummy_verify()
+            metrics.argon2("unknown_key")
             ratelimit.guard_record_failure(partner_key)
             return _deny(AUTH_INVALID, partner_key)
         verification = crypto.verify_secret(row.secret_hash, secret)
@@ -322,6 +325,8 @@ def _check_secret(
             _upgrade_hash(row, secret)
     finally:
         semaphore.release()
+    ok = verification.ok
+    metrics.argon2("unusable_hash" if verification.malformed_hash else "ok" if ok else "wrong")
     if verification.malformed_hash:
         logger.error("stored hash of %s cannot be used; refusing (fail closed)", partner_key)
         recorder.record_failure(row.id, row.secret_version, "unparsable_hash", partner_key)
@@ -375,6 +380,7 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
     # never locks out a warm partner) and argon2; any other consults the guard first, so under
     # a flood of wrong secrets a refusal costs no database round trip.
     warm = warm_cache.lookup(partner_key, secret)
+    metrics.warm_lookup(warm is not None)
     failures = 0
     if warm is None:
         failures, denial = _guard(partner_key, None)

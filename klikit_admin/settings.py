@@ -304,3 +304,24 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# --- Operations: metrics, log format (issue 13) ----------------------------------------------
+# GET /metrics (Prometheus) answers only to "Authorization: Bearer <METRICS_TOKEN>"; without a
+# token it does not exist (404). METRICS_ENABLED=0 stops the request path's counting (the
+# benchmark's comparison); the scrape still answers.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("Environment variable METRICS_TOKEN needs >= 16 characters.")
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+SECURE_REDIRECT_EXEMPT.append(r"^metrics$")
+# One JSON object per line (json, the default without DEBUG) or text (plain, the default with
+# DEBUG); every line carries the request id of the request it belongs to.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json").strip().lower()
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured("Environment variable LOG_FORMAT must be json or plain.")
+LOGGING["filters"]["request_id"] = {"()": "credentials.log_format.RequestIdFilter"}
+LOGGING["formatters"]["json"] = {"()": "credentials.log_format.JsonFormatter"}
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
+LOGGING["handlers"]["console"]["filters"] = ["redact_secrets", "request_id"]
+# One line per console request (the gateway's endpoints log their own).
+MIDDLEWARE.insert(0, "credentials.request_log.ConsoleRequestLog")
