@@ -336,7 +336,15 @@ def health_live(request: HttpRequest, ctx: Context) -> HttpResponse:
 
 @gateway_endpoint("health-ready", token_required=False)
 def health_ready(request: HttpRequest, ctx: Context) -> HttpResponse:
-    """Readiness: the database answers; the rate-limit store is shared or in fallback."""
+    """Readiness: the database answers; the rate-limit store is shared or in fallback.
+
+    Anyone (a load balancer) learns ready or not and which check failed; the details (database
+    vendor, cache backend, last failure time) only a caller with a gateway token. A hung Redis
+    holds the answer at most its socket timeout (settings: 0.5 s), a hung database its connect
+    or statement timeout.
+    """
+    detailed = bool(settings.GATEWAY_TOKENS) and _gateway_auth(request, ctx) is None
+    ctx.outcome = "ok"
     store = ratelimit.store.status(probe=True)
     try:
         with connection.cursor() as cursor:
@@ -344,6 +352,7 @@ def health_ready(request: HttpRequest, ctx: Context) -> HttpResponse:
             cursor.fetchone()
     except DatabaseError as exc:
         logger.warning("readiness: database unavailable: %s", type(exc).__name__)
+        metrics.downstream_error("database")
         if not connection.in_atomic_block:
             connection.close()
         message = "The database is unavailable."
@@ -352,14 +361,15 @@ def health_ready(request: HttpRequest, ctx: Context) -> HttpResponse:
         return error_response(ctx, 503, "downstream_unavailable", message)
     degraded = store["status"] != "ok"
     ctx.outcome = "degraded" if degraded else "ok"
-    data = {
-        "status": "degraded" if degraded else "ok",
-        "checks": {
-            "database": {"status": "ok", "vendor": connection.vendor},
-            "rate_limit_store": store,
-            "gateway_tokens": {"status": "ok" if settings.GATEWAY_TOKENS else "missing"},
-        },
+    checks = {
+        "database": {"status": "ok"},
+        "rate_limit_store": {"status": store["status"]},
+        "gateway_tokens": {"status": "ok" if settings.GATEWAY_TOKENS else "missing"},
     }
+    if detailed:
+        checks["database"]["vendor"] = connection.vendor
+        checks["rate_limit_store"] = store
+    data = {"status": "degraded" if degraded else "ok", "checks": checks}
     return _json(ctx, 200, {"data": data})
 
 
