@@ -316,7 +316,7 @@ METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 SECURE_REDIRECT_EXEMPT.append(r"^metrics$")
 # One JSON object per line (json, the default without DEBUG) or text (plain, the default with
 # DEBUG); every line carries the request id of the request it belongs to.
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json").strip().lower()
+LOG_FORMAT = env.str("LOG_FORMAT", default="").strip().lower() or ("plain" if DEBUG else "json")
 if LOG_FORMAT not in {"json", "plain"}:
     raise ImproperlyConfigured("Environment variable LOG_FORMAT must be json or plain.")
 LOGGING["filters"]["request_id"] = {"()": "credentials.log_format.RequestIdFilter"}
@@ -325,3 +325,8 @@ LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
 LOGGING["handlers"]["console"]["filters"] = ["redact_secrets", "request_id"]
 # One line per console request (the gateway's endpoints log their own).
 MIDDLEWARE.insert(0, "credentials.request_log.ConsoleRequestLog")
+# Deploy checks (docs/operations.md): HSTS for the console's own subdomains and the preload
+# list, and where collectstatic puts the files (the image collects them at build time).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(STATIC_ROOT)))
