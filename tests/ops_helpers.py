@@ -157,15 +157,15 @@ def header(headers, name):
 class ConsoleSession:
     """An operator's browser, minus the browser: cookies, CSRF, behind a TLS-terminating proxy."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, *, behind_tls_proxy: bool = True):
         self.port = port
         self.cookies: dict[str, str] = {}
+        self.scheme = "https" if behind_tls_proxy else "http"
 
     def _headers(self, extra=None):
-        headers = {
-            "X-Forwarded-Proto": "https",  # what the TLS proxy says (TRUST_X_FORWARDED_PROTO)
-            "Origin": f"https://127.0.0.1:{self.port}",
-        }
+        headers = {"Origin": f"{self.scheme}://127.0.0.1:{self.port}"}
+        if self.scheme == "https":
+            headers["X-Forwarded-Proto"] = "https"  # the TLS proxy says (TRUST_X_FORWARDED_PROTO)
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         headers.update(extra or {})
