@@ -7,6 +7,7 @@ half-read configuration.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import environ
@@ -330,3 +331,12 @@ MIDDLEWARE.insert(0, "credentials.request_log.ConsoleRequestLog")
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(STATIC_ROOT)))
+# Behind PgBouncer in transaction mode (docs/operations.md): no server-side cursors (they
+# outlive the transaction, and the next FETCH may reach another server connection) and no
+# startup "options" (PgBouncer refuses them): set the statement timeout on the database role.
+DB_TRANSACTION_POOLING = env_bool("DB_TRANSACTION_POOLING", False)
+if DB_TRANSACTION_POOLING and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"]["OPTIONS"].pop("options", None)
+# Python's warnings become log records, so they too are JSON lines.
+logging.captureWarnings(True)
