@@ -43,7 +43,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto, ratelimit, services, shared_warm
+from . import crypto, metrics, ratelimit, services, shared_warm
 from .models import Business, Credential
 from .ratelimit import RateState
 from .usage import recorder
@@ -289,6 +289,7 @@ def _guard_denial(partner_key: str, row: _Row | None, retry_after: int) -> Decis
     `row` None: the row has not been read (or does not exist); the refusal is still counted for
     the credential when this process already knows which one the partner_key names.
     """
+    metrics.guard_refusal()
     if row is not None:
         recorder.record_failure(row.id, row.secret_version, "failed_attempt_guard")
     else:
@@ -332,6 +333,7 @@ def _check_secret(partner_key: str, secret: str, row: _Row, failures: int) -> De
     semaphore = argon2_semaphore()
     if not semaphore.acquire(timeout=settings.GATEWAY_ARGON2_WAIT_MS / 1000):
         logger.warning("argon2 concurrency bound reached; refusing a verification")
+        metrics.argon2_busy()
         return _BUSY
     try:
         verification = crypto.verify_secret(row.secret_hash, secret)
@@ -339,6 +341,8 @@ def _check_secret(partner_key: str, secret: str, row: _Row, failures: int) -> De
             _upgrade_hash(row, secret)
     finally:
         semaphore.release()
+    ok = verification.ok
+    metrics.argon2("unusable_hash" if verification.malformed_hash else "ok" if ok else "wrong")
     if verification.malformed_hash:
         logger.error("stored hash of %s cannot be used; refusing (fail closed)", partner_key)
         recorder.record_failure(row.id, row.secret_version, "unparsable_hash", partner_key)
@@ -394,6 +398,7 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
     # a flood of wrong secrets a refusal costs no argon2 (and, without a shared digest that
     # could still let the right secret through, no database round trip).
     warm = warm_cache.lookup(partner_key, secret)
+    metrics.warm_lookup(warm is not None)
     failures, tripped = 0, None
     if warm is None:
         failures, tripped = _guard(partner_key)

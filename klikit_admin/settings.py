@@ -7,6 +7,7 @@ half-read configuration.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import environ
@@ -311,3 +312,38 @@ LOGGING = {
 # a tripped failed-attempt guard. 0 turns it off. Unused with the local-memory cache
 # (credentials/shared_warm.py).
 GATEWAY_SHARED_WARM_TTL_SECONDS = env_int("GATEWAY_SHARED_WARM_TTL_SECONDS", 86_400, minimum=0)
+
+# --- Operations: metrics, log format (issue 13) ----------------------------------------------
+# GET /metrics (Prometheus) answers only to "Authorization: Bearer <METRICS_TOKEN>"; without a
+# token it does not exist (404). METRICS_ENABLED=0 stops the request path's counting (the
+# benchmark's comparison); the scrape still answers.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("Environment variable METRICS_TOKEN needs >= 16 characters.")
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+SECURE_REDIRECT_EXEMPT.append(r"^metrics$")
+# One JSON object per line (json, the default without DEBUG) or text (plain, the default with
+# DEBUG); every line carries the request id of the request it belongs to.
+LOG_FORMAT = env.str("LOG_FORMAT", default="").strip().lower() or ("plain" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured("Environment variable LOG_FORMAT must be json or plain.")
+LOGGING["filters"]["request_id"] = {"()": "credentials.log_format.RequestIdFilter"}
+LOGGING["formatters"]["json"] = {"()": "credentials.log_format.JsonFormatter"}
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
+LOGGING["handlers"]["console"]["filters"] = ["redact_secrets", "request_id"]
+# One line per console request (the gateway's endpoints log their own).
+MIDDLEWARE.insert(0, "credentials.request_log.ConsoleRequestLog")
+# Deploy checks (docs/operations.md): HSTS for the console's own subdomains and the preload
+# list, and where collectstatic puts the files (the image collects them at build time).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(STATIC_ROOT)))
+# Behind PgBouncer in transaction mode (docs/operations.md): no server-side cursors (they
+# outlive the transaction, and the next FETCH may reach another server connection) and no
+# startup "options" (PgBouncer refuses them): set the statement timeout on the database role.
+DB_TRANSACTION_POOLING = env_bool("DB_TRANSACTION_POOLING", False)
+if DB_TRANSACTION_POOLING and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"]["OPTIONS"].pop("options", None)
+# Python's warnings become log records, so they too are JSON lines.
+logging.captureWarnings(True)

@@ -1,9 +1,9 @@
 """Shared fixtures: operator personas, factories, and the rule that CI never skips.
 
-Tests that need something a laptop may lack (PostgreSQL, Redis, Chromium, nginx) call
-:func:`require` with that thing's kind. Locally that skips; a kind named in ``KLIKIT_REQUIRE``
-(comma-separated: ``postgres``, ``redis``, ``chromium``, ``nginx``; set by ``.ci/run``) makes
-it fail instead, so CI always runs them.
+Tests that need something a laptop may lack (PostgreSQL, Redis, Chromium, nginx, Prometheus)
+call :func:`require` with that thing's kind. Locally that skips; a kind named in
+``KLIKIT_REQUIRE`` (comma-separated: ``postgres``, ``redis``, ``chromium``, ``nginx``,
+``prometheus``; set by ``.ci/run``) makes it fail instead, so CI always runs them.
 """
 
 from __future__ import annotations

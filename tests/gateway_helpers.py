@@ -182,12 +182,15 @@ class Server:
 
     def worker_of(self, request_id: str, timeout: float = 5.0) -> str:
         """Return the pid of the worker that answered `request_id` (from the gateway's log line)."""
-        pattern = re.compile(rf"\[(\d+)\] gateway request_id={re.escape(request_id)} ")
+        pattern = re.compile(
+            rf"\[(\d+)\] gateway request_id={re.escape(request_id)} "  # plain
+            rf'|"request_id": "{re.escape(request_id)}", "pid": (\d+)'  # json
+        )
         deadline = time.monotonic() + timeout
         while True:
             match = pattern.search(self.log())
             if match:
-                return match.group(1)
+                return match.group(1) or match.group(2)
             if time.monotonic() > deadline:
                 raise AssertionError(f"no access log line for {request_id}")
             time.sleep(0.02)
@@ -212,6 +215,7 @@ def gunicorn(
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "GATEWAY_TOKENS": TOKEN,
         "PYTHONUNBUFFERED": "1",
+        "LOG_FORMAT": "plain",  # tests that read JSON lines ask for them
         **(env or {}),
     }
     command = [
@@ -227,7 +231,7 @@ def gunicorn(
         "30",
         "--graceful-timeout",
         "2",
-        # As the Dockerfile: gunicorn.conf.py (read from ROOT) keeps it off gateway requests.
+        # As the Dockerfile: gunicorn.conf.py (read from ROOT) writes no access line anyway.
         "--access-logfile",
         "-",
     ]
