@@ -44,7 +44,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto, ratelimit, services
+from . import crypto, cutover, ratelimit, services
 from .models import Business, Credential
 from .ratelimit import RateState
 from .usage import recorder
@@ -167,7 +167,9 @@ def _sql_for(vendor: str) -> str:
         f"SELECT c.id, c.status, c.secret_hash, c.secret_version, c.scopes,"
         f" c.rate_limit_per_minute,"
         f" CASE WHEN c.expires_at IS NOT NULL AND c.expires_at <= %s THEN 1 ELSE 0 END,"
-        f" b.business_id"
+        f" b.business_id, c.pending_secret_hash,"
+        f" CASE WHEN c.pending_cutover_at IS NOT NULL AND c.pending_cutover_at <= %s"
+        f" THEN 1 ELSE 0 END"
         f" FROM {q(_C)} c JOIN {q(_B)} b ON b.id = c.business_id"
         f" WHERE c.partner_key = %s"
     )
@@ -183,12 +185,37 @@ class _Row:
     scopes: tuple[str, ...]
     rate_limit: int
     business_id: int
+    cutover_due: bool = False  # answering with a pending secret whose instant has come
+
+
+def _effective(row: tuple) -> _Row:
+    """The credential as it answers at the query's `now`: the one rule for secret and version.
+
+    From a scheduled cutover's instant on (the query compared it with `now`), the pending
+    secret is the secret and its version the next; before it, the current ones. The warm
+    cache is matched against this (id, version), so an old secret warm at version N misses at
+    the instant, and the new one cannot be warm before it (credentials.cutover).
+    """
+    cid, status, secret_hash, version, scopes, rate_limit, expired, business_id, pending, due = row
+    if isinstance(scopes, str | bytes):
+        scopes = json.loads(scopes)
+    return _Row(
+        id=cid,
+        active=status == Credential.Status.ACTIVE,
+        expired=bool(expired),
+        secret_hash=pending if due else secret_hash,
+        secret_version=version + 1 if due else version,
+        scopes=tuple(scopes),
+        rate_limit=rate_limit,
+        business_id=business_id,
+        cutover_due=bool(due),
+    )
 
 
 def _fetch(partner_key: str):
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(_sql(), [now, partner_key])
+        cursor.execute(_sql(), [now, now, partner_key])
         return cursor.fetchone()
 
 
@@ -237,19 +264,7 @@ def _load(partner_key: str) -> _Row | None:
             raise DownstreamUnavailable from exc
     if row is None:
         return None
-    cid, status, secret_hash, version, scopes, rate_limit, expired, business_id = row
-    if isinstance(scopes, str | bytes):
-        scopes = json.loads(scopes)
-    return _Row(
-        id=cid,
-        active=status == Credential.Status.ACTIVE,
-        expired=bool(expired),
-        secret_hash=secret_hash,
-        secret_version=version,
-        scopes=tuple(scopes),
-        rate_limit=rate_limit,
-        business_id=business_id,
-    )
+    return _effective(row)
 
 
 # --- 4. the secret --------------------------------------------------------------------------
@@ -352,6 +367,16 @@ def _upgrade_hash(row: _Row, secret: str) -> None:
         )
 
 
+def _complete_cutover(row: _Row) -> None:
+    """Write down the cutover this request is the first to verify after; denies nothing."""
+    try:
+        cutover.complete_cutover(credential_id=row.id)
+    except Exception as exc:
+        logger.warning(
+            "could not complete the cutover of credential %s: %s", row.id, type(exc).__name__
+        )
+
+
 # --- the decision ---------------------------------------------------------------------------
 
 
@@ -392,6 +417,8 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
         denial = _check_secret(partner_key, secret, row, failures)
         if denial is not None:
             return denial
+    if row.cutover_due:
+        _complete_cutover(row)
 
     if not row.active or row.expired:
         recorder.record_failure(

@@ -18,10 +18,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto
+from . import crypto, history
 from .audit import Actor
 from .audit import record as _audit
-from .models import AuditEvent, Business, Credential
+from .models import AuditEvent, Business, Credential, SecretHistory
 
 MAX_LABEL_LENGTH = 200
 MAX_NAME_LENGTH = 200
@@ -138,6 +138,38 @@ def _locked_credential(credential: Credential | int) -> Credential:
         )
     except Credential.DoesNotExist:
         raise NotFound("credential not found") from None
+
+
+def settle_pending(
+    credential: Credential, *, actor: Actor, now: dt.datetime, outcome: str
+) -> dict | None:
+    """Before replacing or revoking a locked credential's secret, settle its pending cutover.
+
+    A cutover whose instant has passed has already happened (the gateway answers with the
+    pending secret from that instant on), so it is completed first. One still ahead moves to
+    the history as never active (`outcome`: replaced by a rotation, discarded by a revocation)
+    and is audited as ``cutover_replaced`` or ``cutover_cancelled``. Returns what was dropped.
+    """
+    if credential.pending_cutover_at is None:
+        return None
+    replaced = outcome == SecretHistory.Outcome.REPLACED
+    by = "rotation" if replaced else "revocation"
+    if history.promote_pending(credential, actor=actor, now=now, completed_by=by):
+        return None
+    dropped = history.drop_pending(credential, outcome=outcome, now=now)
+    _audit(
+        actor=actor,
+        action=(
+            AuditEvent.Action.CREDENTIAL_CUTOVER_REPLACED
+            if replaced
+            else AuditEvent.Action.CREDENTIAL_CUTOVER_CANCELLED
+        ),
+        now=now,
+        business=credential.business,
+        credential=credential,
+        details={**dropped, "by": by},
+    )
+    return dropped
 
 
 def _refuse_if_revoked(credential: Credential, verb: str) -> None:
@@ -299,6 +331,8 @@ def credential_rotate(
     now = now or timezone.now()
     credential = _locked_credential(credential)
     _refuse_if_revoked(credential, "rotate")
+    settle_pending(credential, actor=actor, now=now, outcome=SecretHistory.Outcome.REPLACED)
+    history.retire_current(credential, until=now, now=now)
     secret = crypto.generate_secret()
     before_version = credential.secret_version
     credential.secret_hash = crypto.hash_secret(secret)
@@ -313,6 +347,8 @@ def credential_rotate(
             "rotated_at",
             "rotated_by",
             "failed_secret_count",
+            "pending_secret_hash",
+            "pending_cutover_at",
         ]
     )
     _audit(
@@ -339,18 +375,34 @@ def credential_revoke(
         raise InvalidInput(f"reason is longer than {MAX_REASON_LENGTH} characters")
     credential = _locked_credential(credential)
     _refuse_if_revoked(credential, "revoke")
+    discarded = settle_pending(
+        credential, actor=actor, now=now, outcome=SecretHistory.Outcome.DISCARDED
+    )
+    history.retire_current(credential, until=now, now=now)
     credential.status = Credential.Status.REVOKED
     credential.revoked_at = now
     credential.revoked_by = actor.user
     credential.revoke_reason = reason
-    credential.save(update_fields=["status", "revoked_at", "revoked_by", "revoke_reason"])
+    credential.save(
+        update_fields=[
+            "status",
+            "revoked_at",
+            "revoked_by",
+            "revoke_reason",
+            "pending_secret_hash",
+            "pending_cutover_at",
+        ]
+    )
+    details = {"status": {"before": "active", "after": "revoked"}, "reason": reason}
+    if discarded is not None:
+        details["discarded_cutover"] = discarded
     _audit(
         actor=actor,
         action=AuditEvent.Action.CREDENTIAL_REVOKED,
         now=now,
         business=credential.business,
         credential=credential,
-        details={"status": {"before": "active", "after": "revoked"}, "reason": reason},
+        details=details,
     )
     return credential
 

@@ -304,3 +304,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# --- Scheduled cutover (issue 11) -----------------------------------------------------------
+# How far ahead a scheduled rotation's instant may be (days).
+CUTOVER_MAX_DAYS = env_int("CUTOVER_MAX_DAYS", 30, minimum=1, maximum=366)
