@@ -70,6 +70,7 @@ def credential_schedule_cutover(
     actor: Actor,
     credential: Credential | int,
     cutover_at: dt.datetime,
+    reason: str = "",
     now: dt.datetime | None = None,
 ) -> str:
     """Give a credential its next secret now, to work from `cutover_at` on; return it.
@@ -80,6 +81,7 @@ def credential_schedule_cutover(
     """
     now = now or timezone.now()
     cutover_at = validate_cutover_at(cutover_at, now)
+    reason = services.optional_reason(reason)
     credential = services._locked_credential(credential)
     services._refuse_if_revoked(credential, "rotate")
     services.settle_pending(
@@ -98,6 +100,7 @@ def credential_schedule_cutover(
         details={
             "secret_version": credential.secret_version + 1,
             "cutover_at": cutover_at.isoformat(),
+            **({"reason": reason} if reason else {}),
         },
     )
     return secret

@@ -105,6 +105,16 @@ def _validate_expiry(value: dt.datetime | None, now: dt.datetime) -> dt.datetime
     return value
 
 
+def optional_reason(reason: str) -> str:
+    """An optional reason for the audit log (a rotation's), stripped and bounded."""
+    if not isinstance(reason, str):
+        raise InvalidInput("reason must be text")
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"reason is longer than {MAX_REASON_LENGTH} characters")
+    return reason
+
+
 def _validate_business_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("business name is required")
@@ -322,13 +332,20 @@ def credential_issue(
 @sensitive_variables("secret")
 @transaction.atomic
 def credential_rotate(
-    *, actor: Actor, credential: Credential | int, now: dt.datetime | None = None
+    *,
+    actor: Actor,
+    credential: Credential | int,
+    reason: str = "",
+    now: dt.datetime | None = None,
 ) -> str:
     """Replace the secret of a credential and return the new plaintext secret.
 
     The old secret stops working when this transaction commits: there is no overlap window.
+    Its hash is kept in the secret history; a pending cutover is replaced (or, if its instant
+    has passed, completed first). `reason`, if given, goes into the audit record.
     """
     now = now or timezone.now()
+    reason = optional_reason(reason)
     credential = _locked_credential(credential)
     _refuse_if_revoked(credential, "rotate")
     settle_pending(credential, actor=actor, now=now, outcome=SecretHistory.Outcome.REPLACED)
@@ -357,7 +374,10 @@ def credential_rotate(
         now=now,
         business=credential.business,
         credential=credential,
-        details={"secret_version": {"before": before_version, "after": credential.secret_version}},
+        details={
+            "secret_version": {"before": before_version, "after": credential.secret_version},
+            **({"reason": reason} if reason else {}),
+        },
     )
     return secret
 

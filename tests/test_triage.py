@@ -5,19 +5,22 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import sys
 
 import pytest
+from django.urls import reverse
 
 from credentials import crypto, cutover, services, triage
 from credentials.models import AuditEvent
+from tests.console_support import login_as
 from tests.cutover_helpers import Clock, schedule
 from tests.test_commands import run
 
 pytestmark = pytest.mark.django_db
 
+TRIAGE_URL = "/credentials/credential/triage/"
 FIELDS = ["verdict", "partner_key", "business_id", "secret_version", "valid_from", "valid_until"]
-TRIAGE_URL = "/credentials/triage/"
 
 
 def b64(partner_key: str, secret: str) -> str:
@@ -202,3 +205,88 @@ def test_verdict_names_are_the_documented_ones():
         "needs_partner_key",
     ]
     assert set(triage.EXPLANATIONS) == set(triage.VERDICTS)
+
+
+# --- the console page ---------------------------------------------------------------------------
+
+
+def triage_page(client, value: str):
+    response = client.post(TRIAGE_URL, {"value": value})
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    html = response.content.decode()
+    assert value not in html  # never echoed
+    return html
+
+
+@pytest.mark.parametrize("persona", ["viewer", "issuer"])
+def test_only_security_admins_may_triage(client, db, persona):
+    login_as(client, persona)
+    assert client.get(TRIAGE_URL).status_code == 403
+    assert client.post(TRIAGE_URL, {"value": "x"}).status_code == 403
+    assert not AuditEvent.objects.filter(action="credential.triaged").exists()
+
+
+def test_anonymous_is_sent_to_sign_in(client, db):
+    response = client.get(TRIAGE_URL)
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_the_form_is_a_post_with_autocomplete_off_and_no_echo(client, db):
+    login_as(client, "security")
+    html = client.get(TRIAGE_URL).content.decode()
+    assert 'method="post"' in html and 'autocomplete="off"' in html
+    assert 'type="password"' in html and 'name="value"' in html
+    list_html = client.get(reverse("admin:credentials_credential_changelist")).content.decode()
+    assert 'class="console-action triage-link"' in list_html
+
+
+@pytest.mark.parametrize(
+    "name", ["live", "pending", "past", "never_active", "revoked", "revoked_past"]
+)
+def test_each_verdict_in_the_console(client, world, name):
+    login_as(client, "security")
+    credential, secret = world[name]
+    html = triage_page(client, f"Basic {b64(credential.partner_key, secret)}")
+    verdict, version, _, _ = expected(world, name)
+    assert f'<span id="verdict">{verdict}</span>' in html
+    assert f'<dd id="verdict-version">{version}</dd>' in html
+    assert secret not in html
+    offers_actions = verdict in ("live", "pending")
+    assert ('id="verdict-revoke"' in html) is offers_actions
+    assert ('id="verdict-rotate"' in html) is offers_actions
+    if offers_actions:
+        assert "reason=leaked%3A+secret+version+" in html
+
+
+@pytest.mark.parametrize(
+    "value, verdict, words",
+    [
+        ("SECRET_ALONE", "needs_partner_key", "stored only as salted hashes"),
+        ("nonsense", "malformed", "no klikit-admin ever issued it"),
+        ("WRONG_SECRET", "not_ours", "matches no secret"),
+    ],
+)
+def test_verdicts_without_a_match_explain_themselves(client, world, value, verdict, words):
+    login_as(client, "security")
+    live, secret = world["live"]
+    value = {
+        "SECRET_ALONE": secret,
+        "WRONG_SECRET": f"{live.partner_key}:{crypto.generate_secret()}",
+    }.get(value, value)
+    html = triage_page(client, value)
+    assert f'<span id="verdict">{verdict}</span>' in html
+    assert words in html
+    assert 'id="verdict-revoke"' not in html
+
+
+def test_a_live_verdict_leads_to_a_revocation_with_the_reason_filled_in(client, world):
+    login_as(client, "security")
+    live, secret = world["live"]
+    html = triage_page(client, f"{live.partner_key}:{secret}")
+    link = re.search(r'href="([^"]+)" class="button console-danger" id="verdict-revoke"', html)
+    revoke_url = link.group(1).replace("&amp;", "&")
+    page = client.get(revoke_url).content.decode()
+    assert "leaked: secret version 2 (live when triaged" in page
+    [event] = AuditEvent.objects.filter(action="credential.triaged")
+    assert event.details == {"partner_key": live.partner_key, "verdict": "live"}
