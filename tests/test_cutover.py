@@ -7,13 +7,16 @@ real endpoint, warm (the worker verified the secret already) and cold.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from credentials import crypto, cutover, services
 from credentials.models import AuditEvent, Credential, SecretHistory
 from credentials.warm_cache import warm_cache
+from tests.conftest import someone_waits_for_my_lock
 from tests.cutover_helpers import MICROSECOND, Clock, instant, schedule
 from tests.gateway_helpers import basic, error_code, verify
 
@@ -332,3 +335,29 @@ def test_time_left_reads_for_people():
     assert cutover.time_left(now + dt.timedelta(minutes=12, seconds=5), now) == "12m 05s"
     assert cutover.time_left(now, now) == "due"
     assert cutover.time_left(None, now) == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_racing_completions_write_one_event(postgres_only, issue, actor):
+    credential, _ = issue()
+    cutover_at, _ = schedule(actor, credential)
+    later = cutover_at + dt.timedelta(seconds=1)
+    results = []
+
+    def second_worker():
+        try:
+            results.append(cutover.complete_cutover(credential_id=credential.pk, now=later))
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        assert cutover.complete_cutover(credential_id=credential.pk, now=later)
+        racer = threading.Thread(target=second_worker)
+        racer.start()
+        deadline = time.monotonic() + 10
+        while not someone_waits_for_my_lock():  # proves the two really overlapped
+            assert time.monotonic() < deadline, "the second completion never waited"
+            time.sleep(0.01)
+    racer.join(10)
+    assert results == [False]
+    assert len(events(credential, AuditEvent.Action.CREDENTIAL_CUTOVER_COMPLETED)) == 1
