@@ -217,3 +217,19 @@ def test_the_real_command_line_schedules_refuses_in_one_line_and_triages_from_st
 
 def test_time_left_is_empty_without_a_pending_cutover(credential):
     assert cutover.time_left(credential.pending_cutover_at) == ""
+
+
+@pytest.mark.parametrize("value", ["0", "a week", "400"])
+def test_a_malformed_cutover_max_days_stops_start_up_naming_it(tmp_path, value):
+    from tests.test_settings import start
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DJANGO_SETTINGS_MODULE": "klikit_admin.settings",
+        "SECRET_KEY": "a-production-like-secret-key-for-this-test-only",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'settings.sqlite3'}",
+        "CUTOVER_MAX_DAYS": value,
+    }
+    result = start(env)
+    assert result.returncode != 0
+    assert "CUTOVER_MAX_DAYS" in result.stderr.strip().splitlines()[-1]
