@@ -15,12 +15,15 @@
 4. One parameterized, indexed query reads the credential's current row joined with its business.
    No credential state is cached anywhere, so a committed rotation, revocation or scope change
    is seen by every worker on its next request. A database error is ``downstream_unavailable``.
-5. The secret: a warm match passes without argon2 only if the row's id and ``secret_version``
-   are the ones it was verified for; a secret warm for a version rotated away is dropped from
-   the cache and treated as cold (the guard, then argon2). Cold: unless this process already
+5. The secret: the row answers with its *effective* secret and version at the query's `now`
+   (from a scheduled cutover's instant T on, the pending secret and the next version; see
+   :func:`_effective` and :mod:`credentials.cutover`). A warm match passes without argon2 only
+   if the row's id and effective ``secret_version`` are the ones it was verified for; a
+   secret warm for a version rotated away is dropped from the cache and treated as cold (the
+   guard, then argon2). Cold: unless this process already
    runs its bound of argon2 computations (429), argon2 decides. Unknown keys cost one dummy
    verification, so they take as long as known ones. Wrong: ``auth_invalid_credential``, the
-   same answer as an unknown key.
+   same answer as an unknown key. The first success after T writes the cutover down.
 6. Only then the status: revoked or expired is ``auth_revoked`` (a wrong secret never learns
    it), a scope not granted is ``auth_forbidden``, and past the per-minute cap the answer is
    ``rate_limit_exceeded``.

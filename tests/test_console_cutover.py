@@ -43,6 +43,8 @@ def test_rotate_page_offers_a_switch_instant_in_utc(client, issue):
     assert "Switch at (UTC)" in html
     assert 'name="cutover_at"' in html and 'type="datetime-local"' in html
     assert "no overlap and no gap" in html and "At most 30 days ahead" in html
+    html = client.get(_rotate_url(credential), {"reason": "leaked: x"}).content.decode()
+    assert 'value="leaked: x"' in html
 
 
 def test_scheduling_from_the_console_shows_the_next_secret_once_and_when_it_starts(client, issue):
