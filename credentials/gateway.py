@@ -15,14 +15,21 @@
 4. One parameterized, indexed query reads the credential's current row joined with its business.
    No credential state is cached anywhere, so a committed rotation, revocation or scope change
    is seen by every worker on its next request. A database error is ``downstream_unavailable``.
-5. The secret: a warm match passes without argon2 only if the row's id and ``secret_version``
-   are the ones it was verified for; a secret warm for a version rotated away is dropped from
-   the cache and treated as cold. Cold: an unknown partner_key is ``auth_invalid_credential``
-   at once (no argon2: keys are 128-bit random identifiers); a secret matching the shared warm
-   digest of the row's id and version passes without argon2, tripped guard or not (the right
-   secret is never turned away); anything else is refused with the guard's 429 once it has
-   tripped, and otherwise, unless this process already runs its bound of argon2 computations
-   (429), argon2 decides. Wrong: ``auth_invalid_credential``, the same answer as an unknown key.
+5. The secret: the row answers with its *effective* secret and version at the query's `now`
+   (from a scheduled cutover's instant T on, the pending secret and the next version; see
+   :func:`_effective` and :mod:`credentials.cutover`). A warm match passes without argon2 only
+   if the row's id and effective ``secret_version`` are the ones it was verified for; a secret
+   warm for a version rotated away is dropped from the cache and treated as cold. Cold: an
+   unknown partner_key is ``auth_invalid_credential`` at once (no argon2: keys are 128-bit
+   random identifiers); a secret matching the shared warm digest of the row's id and effective
+   version passes without argon2, tripped guard or not (the right secret is never turned away);
+   anything else is refused with the guard's 429 once it has tripped, and otherwise, unless
+   this process already runs its bound of argon2 computations (429), argon2 decides. Wrong:
+   ``auth_invalid_credential``, the same answer as an unknown key. The first success after T
+   writes the cutover down.
+6. Only then the status: revoked or expired is ``auth_revoked`` (a wrong secret never learns
+   it), a scope not granted is ``auth_forbidden``, and past the per-minute cap the answer is
+   ``rate_limit_exceeded``.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto, metrics, ratelimit, services, shared_warm
+from . import crypto, cutover, metrics, ratelimit, services, shared_warm
 from .models import Business, Credential
 from .ratelimit import RateState
 from .usage import recorder
@@ -166,7 +173,9 @@ def _sql_for(vendor: str) -> str:
         f"SELECT c.id, c.status, c.secret_hash, c.secret_version, c.scopes,"
         f" c.rate_limit_per_minute,"
         f" CASE WHEN c.expires_at IS NOT NULL AND c.expires_at <= %s THEN 1 ELSE 0 END,"
-        f" b.business_id"
+        f" b.business_id, c.pending_secret_hash,"
+        f" CASE WHEN c.pending_cutover_at IS NOT NULL AND c.pending_cutover_at <= %s"
+        f" THEN 1 ELSE 0 END"
         f" FROM {q(_C)} c JOIN {q(_B)} b ON b.id = c.business_id"
         f" WHERE c.partner_key = %s"
     )
@@ -182,12 +191,37 @@ class _Row:
     scopes: tuple[str, ...]
     rate_limit: int
     business_id: int
+    cutover_due: bool = False  # answering with a pending secret whose instant has come
+
+
+def _effective(row: tuple) -> _Row:
+    """The credential as it answers at the query's `now`: the one rule for secret and version.
+
+    From a scheduled cutover's instant on (the query compared it with `now`), the pending
+    secret is the secret and its version the next; before it, the current ones. The warm
+    cache is matched against this (id, version), so an old secret warm at version N misses at
+    the instant, and the new one cannot be warm before it (credentials.cutover).
+    """
+    cid, status, secret_hash, version, scopes, rate_limit, expired, business_id, pending, due = row
+    if isinstance(scopes, str | bytes):
+        scopes = json.loads(scopes)
+    return _Row(
+        id=cid,
+        active=status == Credential.Status.ACTIVE,
+        expired=bool(expired),
+        secret_hash=pending if due else secret_hash,
+        secret_version=version + 1 if due else version,
+        scopes=tuple(scopes),
+        rate_limit=rate_limit,
+        business_id=business_id,
+        cutover_due=bool(due),
+    )
 
 
 def _fetch(partner_key: str):
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(_sql(), [now, partner_key])
+        cursor.execute(_sql(), [now, now, partner_key])
         return cursor.fetchone()
 
 
@@ -236,19 +270,7 @@ def _load(partner_key: str) -> _Row | None:
             raise DownstreamUnavailable from exc
     if row is None:
         return None
-    cid, status, secret_hash, version, scopes, rate_limit, expired, business_id = row
-    if isinstance(scopes, str | bytes):
-        scopes = json.loads(scopes)
-    return _Row(
-        id=cid,
-        active=status == Credential.Status.ACTIVE,
-        expired=bool(expired),
-        secret_hash=secret_hash,
-        secret_version=version,
-        scopes=tuple(scopes),
-        rate_limit=rate_limit,
-        business_id=business_id,
-    )
+    return _effective(row)
 
 
 # --- 4. the secret --------------------------------------------------------------------------
@@ -374,6 +396,16 @@ def _upgrade_hash(row: _Row, secret: str) -> None:
         )
 
 
+def _complete_cutover(row: _Row) -> None:
+    """Write down the cutover this request is the first to verify after; denies nothing."""
+    try:
+        cutover.complete_cutover(credential_id=row.id)
+    except Exception as exc:
+        logger.warning(
+            "could not complete the cutover of credential %s: %s", row.id, type(exc).__name__
+        )
+
+
 # --- the decision ---------------------------------------------------------------------------
 
 
@@ -416,6 +448,8 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
             return denial
     else:
         shared_warm.refresh_if_due(row.id, row.secret_version)
+    if row.cutover_due:
+        _complete_cutover(row)
 
     if not row.active or row.expired:
         recorder.record_failure(

@@ -84,6 +84,12 @@ class Credential(models.Model):
     revoke_reason = models.TextField(blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # A scheduled cutover (credentials.cutover): the argon2id hash of the next secret, which
+    # becomes version secret_version + 1 at pending_cutover_at and not a moment earlier. The
+    # gateway reads both in its one query and compares the instant with its own `now`.
+    pending_secret_hash = models.CharField(max_length=255, blank=True, default="", editable=False)
+    pending_cutover_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     # Misuse counters, written by the gateway at most once a minute per credential.
     failed_secret_count = models.PositiveIntegerField(
         default=0, editable=False, help_text="Wrong or rotated-away secrets, since last rotation."
@@ -105,6 +111,11 @@ class Credential(models.Model):
         indexes = [
             models.Index(fields=["business", "status"], name="credential_business_status"),
             models.Index(fields=["status", "expires_at"], name="credential_status_expiry"),
+            models.Index(
+                fields=["pending_cutover_at"],
+                condition=Q(pending_cutover_at__isnull=False),
+                name="credential_pending_cutover",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -131,6 +142,19 @@ class Credential(models.Model):
                 ),
                 name="credential_revocation_consistent",
             ),
+            # A pending secret is a hash and its instant together, and only on an active
+            # credential (a revocation discards it).
+            models.CheckConstraint(
+                condition=(
+                    Q(pending_secret_hash="", pending_cutover_at__isnull=True)
+                    | Q(
+                        pending_secret_hash__startswith="$argon2id$",
+                        pending_cutover_at__isnull=False,
+                        status="active",
+                    )
+                ),
+                name="credential_pending_cutover_consistent",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -142,6 +166,89 @@ class Credential(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    @property
+    def has_pending_cutover(self) -> bool:
+        return self.pending_cutover_at is not None
+
+
+class SecretHistory(models.Model):
+    """A secret of a credential that no longer works, or never did: its hash, never its text.
+
+    Fields:
+    * ``secret_version``: the version the secret had (or would have had, if never active).
+    * ``secret_hash``: its argon2id hash, kept only so that a leaked secret can be recognised
+      (``manage.py triage_secret``). Never shown in the console, never in an audit record.
+    * ``outcome``: ``retired``, a secret that worked from ``valid_from`` until ``valid_until``
+      (replaced by a rotation, by a completed cutover, or stopped by a revocation); or a pending
+      secret that never worked because it was ``cancelled``, ``replaced`` by another rotation
+      or ``discarded`` by a revocation before its instant ``cutover_at``.
+    * ``recorded_at``: when it stopped working, or was dropped.
+
+    Rows are only ever inserted; on PostgreSQL a trigger refuses updates and deletes.
+    """
+
+    class Outcome(models.TextChoices):
+        RETIRED = "retired", "Stopped working"
+        CANCELLED = "cancelled", "Cancelled before its cutover"
+        REPLACED = "replaced", "Replaced before its cutover"
+        DISCARDED = "discarded", "Discarded by a revocation"
+
+    credential = models.ForeignKey(
+        Credential, on_delete=models.PROTECT, related_name="secret_history"
+    )
+    secret_version = models.PositiveIntegerField()
+    secret_hash = models.CharField(max_length=255)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    cutover_at = models.DateTimeField(null=True, blank=True)
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-recorded_at", "-id"]
+        verbose_name_plural = "secret history"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(secret_hash__startswith="$argon2id$"),
+                name="secrethistory_hash_argon2id",
+            ),
+            models.CheckConstraint(
+                condition=Q(secret_version__gte=1), name="secrethistory_version_positive"
+            ),
+            # Retired: it worked over [valid_from, valid_until]. Never active: it only had an
+            # instant it was scheduled for.
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        outcome="retired",
+                        valid_from__isnull=False,
+                        valid_until__isnull=False,
+                        valid_from__lte=models.F("valid_until"),
+                        cutover_at__isnull=True,
+                    )
+                    | Q(
+                        outcome__in=["cancelled", "replaced", "discarded"],
+                        valid_from__isnull=True,
+                        valid_until__isnull=True,
+                        cutover_at__isnull=False,
+                    )
+                ),
+                name="secrethistory_outcome_consistent",
+            ),
+            models.UniqueConstraint(
+                fields=["credential", "secret_version"],
+                condition=Q(outcome="retired"),
+                name="secrethistory_one_retired_per_version",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.credential_id} v{self.secret_version} {self.outcome}"
+
+    @property
+    def never_active(self) -> bool:
+        return self.outcome != self.Outcome.RETIRED
 
 
 class AuditEventQuerySet(models.QuerySet):

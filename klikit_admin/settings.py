@@ -347,3 +347,7 @@ if DB_TRANSACTION_POOLING and DATABASES["default"]["ENGINE"] == "django.db.backe
     DATABASES["default"]["OPTIONS"].pop("options", None)
 # Python's warnings become log records, so they too are JSON lines.
 logging.captureWarnings(True)
+
+# --- Scheduled cutover (issue 11) -----------------------------------------------------------
+# How far ahead a scheduled rotation's instant may be (days).
+CUTOVER_MAX_DAYS = env_int("CUTOVER_MAX_DAYS", 30, minimum=1, maximum=366)
