@@ -20,6 +20,7 @@ at once), so the benchmark can measure what the metrics cost.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 
 from django.conf import settings
@@ -37,6 +38,8 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
+
+logger = logging.getLogger("klikit.metrics")
 
 REQUESTS = Counter(
     "klikit_gateway_requests",
@@ -157,6 +160,20 @@ class DatabaseCollector:
         return []  # no names to check up front: the query runs only on a scrape
 
     def collect(self):
+        """Yield both gauges; none when the database fails (the counters still answer)."""
+        from django.db import DatabaseError, connection
+
+        try:
+            families = list(self._families())
+        except DatabaseError as exc:
+            logger.warning("metrics: database gauges unavailable: %s", type(exc).__name__)
+            downstream_error("database")
+            if not connection.in_atomic_block:
+                connection.close()
+            return
+        yield from families
+
+    def _families(self):
         from django.db.models import Case, Count, Value, When
 
         from .models import AuditEvent, Credential

@@ -224,3 +224,20 @@ def test_no_label_carries_a_partner_key_or_a_username(client, metrics_on, issue)
     }
     for _, labels in samples(body.encode()):
         assert {name for name, _ in labels} <= allowed, labels
+
+
+def test_a_failing_database_leaves_the_counters_scrapeable(client, metrics_on, monkeypatch):
+    from django.db import OperationalError
+    from django.db.backends.utils import CursorWrapper
+
+    before = value("klikit_downstream_errors_total", component="database")
+
+    def down(self, sql, params=None):
+        raise OperationalError("could not connect")
+
+    monkeypatch.setattr(CursorWrapper, "execute", down)
+    response = scrape(client)
+    assert response.status_code == 200
+    names = {family.name for family in text_string_to_metric_families(response.content.decode())}
+    assert "klikit_gateway_requests" in names and "klikit_credentials" not in names
+    assert value("klikit_downstream_errors_total", component="database") == before + 1
