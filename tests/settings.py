@@ -18,3 +18,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # No collected static files in tests; WhiteNoise serves from the apps' finders instead.
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
+
+# The audit table refuses TRUNCATE on PostgreSQL (migration 0022) unless the session carries
+# klikit.allow_audit_truncate = on. Transactional tests flush the test database with TRUNCATE,
+# so the test database's sessions (and only they: production never sets it) carry it.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    _options = DATABASES["default"].setdefault("OPTIONS", {})  # noqa: F405
+    _options["options"] = f"{_options.get('options', '')} -c klikit.allow_audit_truncate=on".strip()
