@@ -256,6 +256,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
+        permissions = [("verify_auditevent", "Can run a verification of the audit chain")]
         constraints = [
             models.CheckConstraint(condition=~Q(actor_username=""), name="audit_actor_named"),
         ]
