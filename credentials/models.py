@@ -283,7 +283,8 @@ class AuditChainHead(models.Model):
       null for an empty log).
 
     :func:`credentials.audit.record` takes this row's lock first, so appends are serialised
-    until their transaction ends, and reads the previous hash from it. Verification also
+    until their transaction ends, and reads the previous hash from it; the event's INSERT
+    moves it (a trigger on PostgreSQL, ``record`` itself elsewhere). Verification also
     compares it with the last event, which catches a cut tail that left the head behind.
     """
 

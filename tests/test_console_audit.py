@@ -204,3 +204,5 @@ def test_event_page_shows_details_and_links(superuser_client, issue):
     ).content.decode()
     assert credential.partner_key in html
     assert "&quot;scopes&quot;" in html
+    assert event.hash in html  # its place in the chain
+    assert event.prev_hash in html

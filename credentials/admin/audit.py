@@ -119,6 +119,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         "request_id",
         "source_ip",
         "details_display",
+        *("sequence", "prev_hash", "hash", "seal"),
     ]
     readonly_fields = fields
 
