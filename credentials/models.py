@@ -281,9 +281,15 @@ class AuditEvent(models.Model):
     * ``source_ip``: the client address of that request.
     * ``details``: the changed fields as ``{"field": {"before": ..., "after": ...}}`` plus
       action-specific context (a revocation's reason). Never a secret, never a hash.
+    * ``sequence``: the event's place in the hash chain, 1, 2, 3, ... without gaps.
+    * ``prev_hash`` / ``hash``: the previous event's hash and this event's, SHA-256 hex over
+      the canonical serialisation of the fields above (``docs/audit.md``).
+    * ``seal``: HMAC-SHA256 of ``hash`` under the seal key, which is not in the database.
 
     Rows are never updated or deleted by the application: the model and its QuerySet refuse it,
-    and on PostgreSQL a trigger refuses it too.
+    and on PostgreSQL a trigger refuses it too (and TRUNCATE). Rows are appended only by
+    :func:`credentials.audit.record`, which chains them; the chain makes any later edit,
+    deletion, insertion or reordering visible to ``manage.py verify_audit_log``.
     """
 
     class Action(models.TextChoices):
@@ -348,11 +354,16 @@ class AuditEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
+    seal = models.CharField(max_length=64, editable=False)
 
     objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
+        permissions = [("verify_auditevent", "Can run a verification of the audit chain")]
         constraints = [
             models.CheckConstraint(condition=~Q(actor_username=""), name="audit_actor_named"),
         ]
@@ -363,10 +374,37 @@ class AuditEvent(models.Model):
     def save(self, *args, **kwargs):
         if self.pk is not None and not self._state.adding:
             raise AuditLogIsAppendOnly("audit events are never updated")
+        if self.sequence is None:
+            raise AuditLogIsAppendOnly("append audit events through credentials.audit.record")
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
         raise AuditLogIsAppendOnly("audit events are never deleted")
+
+
+class AuditChainHead(models.Model):
+    """The last event of the audit chain, in one row that every append locks and moves.
+
+    Fields:
+    * ``sequence`` / ``hash`` / ``occurred_at``: those of the newest event (0, 64 zeros and
+      null for an empty log).
+
+    :func:`credentials.audit.record` takes this row's lock first, so appends are serialised
+    until their transaction ends, and reads the previous hash from it; the event's INSERT
+    moves it (a trigger on PostgreSQL, ``record`` itself elsewhere). Verification also
+    compares it with the last event, which catches a cut tail that left the head behind.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    sequence = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="auditchainhead_one_row")]
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.sequence}"
 
 
 class FormSubmission(models.Model):

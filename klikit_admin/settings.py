@@ -351,3 +351,18 @@ logging.captureWarnings(True)
 # --- Scheduled cutover (issue 11) -----------------------------------------------------------
 # How far ahead a scheduled rotation's instant may be (days).
 CUTOVER_MAX_DAYS = env_int("CUTOVER_MAX_DAYS", 30, minimum=1, maximum=366)
+
+# --- Audit chain (issue 10) ---
+# Seals: HMAC-SHA256 of each audit event's hash under a key kept out of the database
+# (docs/audit.md). Unset: a key derived from SECRET_KEY. Previous keys only verify old seals.
+AUDIT_SEAL_KEY = env.str("AUDIT_SEAL_KEY", default="")
+AUDIT_SEAL_PREVIOUS_KEYS = env_list("AUDIT_SEAL_PREVIOUS_KEYS", [])
+if any(len(key) < 32 for key in [AUDIT_SEAL_KEY, *AUDIT_SEAL_PREVIOUS_KEYS] if key):
+    raise ImproperlyConfigured(
+        "Environment variables AUDIT_SEAL_KEY, AUDIT_SEAL_PREVIOUS_KEYS: keys need >= 32 chars."
+    )
+# How long a verification started from the console may walk the chain before it stops and
+# reports "incomplete" (the command has no limit).
+AUDIT_VERIFY_TIME_BUDGET_SECONDS = env_int(
+    "AUDIT_VERIFY_TIME_BUDGET_SECONDS", 20, minimum=1, maximum=600
+)

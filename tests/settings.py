@@ -36,3 +36,10 @@ if os.environ.get("KLIKIT_TEST_CLOCK_FILE"):
         return _dt.datetime.fromisoformat(text) if text else _real_now()
 
     _timezone.now = _test_clock_now
+
+# The audit table refuses TRUNCATE on PostgreSQL (migration 0022) unless the session carries
+# klikit.allow_audit_truncate = on. Transactional tests flush the test database with TRUNCATE,
+# so the test database's sessions (and only they: production never sets it) carry it.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    _options = DATABASES["default"].setdefault("OPTIONS", {})  # noqa: F405
+    _options["options"] = f"{_options.get('options', '')} -c klikit.allow_audit_truncate=on".strip()

@@ -41,7 +41,7 @@ def drop_trigger(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("credentials", "0005_audit_actions"),
+        ("credentials", "0024_audit_head_follows_inserts"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
