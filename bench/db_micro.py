@@ -78,17 +78,19 @@ def main() -> int:
     def select_django_cursor(i):
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         with connection.cursor() as cursor:
-            cursor.execute(sql, [now, keys[i % len(keys)]])
+            cursor.execute(sql, [now, now, keys[i % len(keys)]])
             cursor.fetchone()
 
     def select_server_binding_prepared(i):
         with psycopg.Cursor(raw) as cursor:
-            cursor.execute(sql, [timezone.now(), keys[i % len(keys)]], prepare=True)
+            now = timezone.now()
+            cursor.execute(sql, [now, now, keys[i % len(keys)]], prepare=True)
             cursor.fetchone()
 
     def select_server_binding(i):
         with psycopg.Cursor(raw) as cursor:
-            cursor.execute(sql, [timezone.now(), keys[i % len(keys)]], prepare=False)
+            now = timezone.now()
+            cursor.execute(sql, [now, now, keys[i % len(keys)]], prepare=False)
             cursor.fetchone()
 
     def use_write_sql(i):

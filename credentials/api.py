@@ -29,7 +29,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from . import gateway, ratelimit
+from . import gateway, log_format, metrics, ratelimit
 from .gateway import Decision
 
 logger = logging.getLogger("klikit.gateway")
@@ -110,6 +110,7 @@ def gateway_endpoint(name: str, *, token_required: bool = True, forward: bool = 
             incoming = request.META.get("HTTP_X_REQUEST_ID", "")
             request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else f"req_{uuid.uuid4()}"
             ctx = Context(request_id=request_id, endpoint=name)
+            id_token = log_format.request_id.set(request_id)
             if forward:
                 compat = parse_qs(request.META.get("QUERY_STRING", "")).get("compat")
                 ctx.nginx = compat == ["nginx"]
@@ -128,19 +129,33 @@ def gateway_endpoint(name: str, *, token_required: bool = True, forward: bool = 
             response["Cache-Control"] = "no-store"
             response["X-Content-Type-Options"] = "nosniff"
             response._has_been_logged = True  # our own line below replaces Django's warning
+            elapsed = time.perf_counter() - started
+            metrics.gateway_request(name, ctx.outcome, elapsed)
             # The only line for this request (gunicorn.conf.py drops gunicorn's access line).
+            client = request.META.get("REMOTE_ADDR") or None
+            fields = {
+                "endpoint": name,
+                "outcome": ctx.outcome,
+                "status": response.status_code,
+                "partner_key": ctx.partner_key,
+                "duration_ms": round(elapsed * 1000, 2),
+                "client": client,
+                "method": request.method,
+            }
             logger.info(
                 "gateway request_id=%s method=%s client=%s endpoint=%s outcome=%s status=%s "
                 "partner_key=%s duration_ms=%.2f",
                 request_id,
                 request.method,
-                request.META.get("REMOTE_ADDR") or "-",
+                client or "-",
                 name,
                 ctx.outcome,
                 response.status_code,
                 ctx.partner_key or "-",
-                (time.perf_counter() - started) * 1000,
+                elapsed * 1000,
+                extra=fields,
             )
+            log_format.request_id.reset(id_token)
             return response
 
         return wrapper
@@ -185,6 +200,7 @@ def _decide(ctx: Context, authorization: str | None, scope: str | None) -> Decis
     try:
         decision = gateway.decide(authorization=authorization, scope=scope)
     except gateway.DownstreamUnavailable:
+        metrics.downstream_error("database")
         decision = gateway._deny(gateway.DOWNSTREAM)
     ctx.partner_key = decision.partner_key
     ctx.outcome = decision.code or "ok"
@@ -224,6 +240,8 @@ def _read_verify_body(request: HttpRequest) -> tuple[str | None, str | None]:
         )
     except (UnicodeDecodeError, ValueError):
         raise RequestInvalid("body is not a JSON document in UTF-8") from None
+    except RecursionError:  # e.g. 4,000 nested arrays: small, but deeper than the parser goes
+        raise RequestInvalid("body is nested too deeply") from None
     if not isinstance(body, dict):
         raise RequestInvalid("body must be a JSON object")
     unknown = set(body) - _BODY_FIELDS
@@ -320,7 +338,15 @@ def health_live(request: HttpRequest, ctx: Context) -> HttpResponse:
 
 @gateway_endpoint("health-ready", token_required=False)
 def health_ready(request: HttpRequest, ctx: Context) -> HttpResponse:
-    """Readiness: the database answers; the rate-limit store is shared or in fallback."""
+    """Readiness: the database answers; the rate-limit store is shared or in fallback.
+
+    Anyone (a load balancer) learns ready or not and which check failed; the details (database
+    vendor, cache backend, last failure time) only a caller with a gateway token. A hung Redis
+    holds the answer at most its socket timeout (settings: 0.5 s), a hung database its connect
+    or statement timeout.
+    """
+    detailed = bool(settings.GATEWAY_TOKENS) and _gateway_auth(request, ctx) is None
+    ctx.outcome = "ok"
     store = ratelimit.store.status(probe=True)
     try:
         with connection.cursor() as cursor:
@@ -328,6 +354,7 @@ def health_ready(request: HttpRequest, ctx: Context) -> HttpResponse:
             cursor.fetchone()
     except DatabaseError as exc:
         logger.warning("readiness: database unavailable: %s", type(exc).__name__)
+        metrics.downstream_error("database")
         if not connection.in_atomic_block:
             connection.close()
         message = "The database is unavailable."
@@ -336,14 +363,15 @@ def health_ready(request: HttpRequest, ctx: Context) -> HttpResponse:
         return error_response(ctx, 503, "downstream_unavailable", message)
     degraded = store["status"] != "ok"
     ctx.outcome = "degraded" if degraded else "ok"
-    data = {
-        "status": "degraded" if degraded else "ok",
-        "checks": {
-            "database": {"status": "ok", "vendor": connection.vendor},
-            "rate_limit_store": store,
-            "gateway_tokens": {"status": "ok" if settings.GATEWAY_TOKENS else "missing"},
-        },
+    checks = {
+        "database": {"status": "ok"},
+        "rate_limit_store": {"status": store["status"]},
+        "gateway_tokens": {"status": "ok" if settings.GATEWAY_TOKENS else "missing"},
     }
+    if detailed:
+        checks["database"]["vendor"] = connection.vendor
+        checks["rate_limit_store"] = store
+    data = {"status": "degraded" if degraded else "ok", "checks": checks}
     return _json(ctx, 200, {"data": data})
 
 

@@ -11,7 +11,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from . import services
+from . import cutover, services
 from .models import Business, Credential
 
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
@@ -128,7 +128,49 @@ class TypedPartnerKeyForm(forms.Form):
 
 
 class RotateForm(TypedPartnerKeyForm):
+    cutover_at = forms.DateTimeField(
+        required=False,
+        label="Switch at (UTC)",
+        widget=forms.DateTimeInput(
+            attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S"
+        ),
+        input_formats=[DATETIME_LOCAL, "%Y-%m-%dT%H:%M:%S"],
+        help_text="Optional, in UTC. Empty: the switch happens now. Set: the current secret "
+        "works until this instant and the new one from it on, with no overlap and no gap.",
+    )
+    reason = forms.CharField(
+        required=False,
+        max_length=services.MAX_REASON_LENGTH,
+        label="Reason (optional)",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text="Recorded in the audit log.",
+    )
     once = forms.CharField(widget=forms.HiddenInput)
+
+    def clean_cutover_at(self):
+        value = self.cleaned_data["cutover_at"]
+        if value is None:
+            return None
+        try:
+            return cutover.validate_cutover_at(value, timezone.now())
+        except services.InvalidInput as exc:
+            raise forms.ValidationError(exc.message[0].upper() + exc.message[1:] + ".") from None
+
+
+class TriageForm(forms.Form):
+    """The one value a Security admin pastes to triage. Never bound back into a page."""
+
+    value = forms.CharField(
+        label="Leaked value",
+        max_length=2048,
+        strip=False,
+        widget=forms.PasswordInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "class": "vTextField"},
+            render_value=False,
+        ),
+        help_text="partner_key:secret, Basic <base64>, or the bare base64 token. It is checked "
+        "and forgotten: never shown again, stored or logged.",
+    )
 
 
 class RevokeForm(TypedPartnerKeyForm):

@@ -8,19 +8,25 @@
 2. A partner_key or secret that cannot be one we issued (format, checksum) is
    ``auth_invalid_credential``, still without database or argon2 work.
 3. The warm cache, by partner_key: does the secret's digest match one this process verified?
-   If not, the failed-attempt guard is consulted now, before any database work: once it has
-   tripped for this partner_key (known or not, alike) the answer is 429 without a query or
-   argon2, so a flood of wrong secrets costs no database round trip (and, for a second after
-   this process saw the trip, no round trip to the counter store either).
+   If not, the failed-attempt guard is consulted now, before any database work. Once it has
+   tripped for this partner_key (known or not, alike) no argon2 runs for it; without a shared
+   cache (nothing could let the secret through) the answer is 429 at once, without a query,
+   and for a second after this process saw the trip without a round trip to the counter store.
 4. One parameterized, indexed query reads the credential's current row joined with its business.
    No credential state is cached anywhere, so a committed rotation, revocation or scope change
    is seen by every worker on its next request. A database error is ``downstream_unavailable``.
-5. The secret: a warm match passes without argon2 only if the row's id and ``secret_version``
-   are the ones it was verified for; a secret warm for a version rotated away is dropped from
-   the cache and treated as cold (the guard, then argon2). Cold: unless this process already
-   runs its bound of argon2 computations (429), argon2 decides. Unknown keys cost one dummy
-   verification, so they take as long as known ones. Wrong: ``auth_invalid_credential``, the
-   same answer as an unknown key.
+5. The secret: the row answers with its *effective* secret and version at the query's `now`
+   (from a scheduled cutover's instant T on, the pending secret and the next version; see
+   :func:`_effective` and :mod:`credentials.cutover`). A warm match passes without argon2 only
+   if the row's id and effective ``secret_version`` are the ones it was verified for; a secret
+   warm for a version rotated away is dropped from the cache and treated as cold. Cold: an
+   unknown partner_key is ``auth_invalid_credential`` at once (no argon2: keys are 128-bit
+   random identifiers); a secret matching the shared warm digest of the row's id and effective
+   version passes without argon2, tripped guard or not (the right secret is never turned away);
+   anything else is refused with the guard's 429 once it has tripped, and otherwise, unless
+   this process already runs its bound of argon2 computations (429), argon2 decides. Wrong:
+   ``auth_invalid_credential``, the same answer as an unknown key. The first success after T
+   writes the cutover down.
 6. Only then the status: revoked or expired is ``auth_revoked`` (a wrong secret never learns
    it), a scope not granted is ``auth_forbidden``, and past the per-minute cap the answer is
    ``rate_limit_exceeded``.
@@ -44,7 +50,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto, ratelimit, services
+from . import crypto, cutover, metrics, ratelimit, services, shared_warm
 from .models import Business, Credential
 from .ratelimit import RateState
 from .usage import recorder
@@ -167,7 +173,9 @@ def _sql_for(vendor: str) -> str:
         f"SELECT c.id, c.status, c.secret_hash, c.secret_version, c.scopes,"
         f" c.rate_limit_per_minute,"
         f" CASE WHEN c.expires_at IS NOT NULL AND c.expires_at <= %s THEN 1 ELSE 0 END,"
-        f" b.business_id"
+        f" b.business_id, c.pending_secret_hash,"
+        f" CASE WHEN c.pending_cutover_at IS NOT NULL AND c.pending_cutover_at <= %s"
+        f" THEN 1 ELSE 0 END"
         f" FROM {q(_C)} c JOIN {q(_B)} b ON b.id = c.business_id"
         f" WHERE c.partner_key = %s"
     )
@@ -183,12 +191,37 @@ class _Row:
     scopes: tuple[str, ...]
     rate_limit: int
     business_id: int
+    cutover_due: bool = False  # answering with a pending secret whose instant has come
+
+
+def _effective(row: tuple) -> _Row:
+    """The credential as it answers at the query's `now`: the one rule for secret and version.
+
+    From a scheduled cutover's instant on (the query compared it with `now`), the pending
+    secret is the secret and its version the next; before it, the current ones. The warm
+    cache is matched against this (id, version), so an old secret warm at version N misses at
+    the instant, and the new one cannot be warm before it (credentials.cutover).
+    """
+    cid, status, secret_hash, version, scopes, rate_limit, expired, business_id, pending, due = row
+    if isinstance(scopes, str | bytes):
+        scopes = json.loads(scopes)
+    return _Row(
+        id=cid,
+        active=status == Credential.Status.ACTIVE,
+        expired=bool(expired),
+        secret_hash=pending if due else secret_hash,
+        secret_version=version + 1 if due else version,
+        scopes=tuple(scopes),
+        rate_limit=rate_limit,
+        business_id=business_id,
+        cutover_due=bool(due),
+    )
 
 
 def _fetch(partner_key: str):
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(_sql(), [now, partner_key])
+        cursor.execute(_sql(), [now, now, partner_key])
         return cursor.fetchone()
 
 
@@ -237,19 +270,7 @@ def _load(partner_key: str) -> _Row | None:
             raise DownstreamUnavailable from exc
     if row is None:
         return None
-    cid, status, secret_hash, version, scopes, rate_limit, expired, business_id = row
-    if isinstance(scopes, str | bytes):
-        scopes = json.loads(scopes)
-    return _Row(
-        id=cid,
-        active=status == Credential.Status.ACTIVE,
-        expired=bool(expired),
-        secret_hash=secret_hash,
-        secret_version=version,
-        scopes=tuple(scopes),
-        rate_limit=rate_limit,
-        business_id=business_id,
-    )
+    return _effective(row)
 
 
 # --- 4. the secret --------------------------------------------------------------------------
@@ -279,20 +300,23 @@ _BUSY = _deny(
 )
 
 
-def _guard(partner_key: str, row: _Row | None) -> tuple[int, Decision | None]:
-    """Consult the failed-attempt guard: ``(recent failures, the 429 when it has tripped)``.
+def _guard(partner_key: str) -> tuple[int, int | None]:
+    """Consult the failed-attempt guard: ``(recent failures, Retry-After once it has tripped)``."""
+    return ratelimit.guard_check(partner_key)
+
+
+def _guard_denial(partner_key: str, row: _Row | None, retry_after: int) -> Decision:
+    """The tripped guard's 429, counted for the credential when it is known.
 
     `row` None: the row has not been read (or does not exist); the refusal is still counted for
     the credential when this process already knows which one the partner_key names.
     """
-    failures, retry_after = ratelimit.guard_check(partner_key)
-    if retry_after is None:
-        return failures, None
+    metrics.guard_refusal()
     if row is not None:
         recorder.record_failure(row.id, row.secret_version, "failed_attempt_guard")
     else:
         recorder.record_guard_refusal(partner_key)
-    return failures, _deny(
+    return _deny(
         RATE_LIMITED,
         partner_key,
         message="Too many failed attempts for this partner key; retry later.",
@@ -301,27 +325,46 @@ def _guard(partner_key: str, row: _Row | None) -> tuple[int, Decision | None]:
 
 
 @sensitive_variables("secret", "row")
-def _check_secret(
-    partner_key: str, secret: str, row: _Row | None, failures: int
+def _check_cold(
+    partner_key: str, secret: str, row: _Row | None, failures: int, tripped: int | None
 ) -> Decision | None:
-    """Let argon2 decide whether `secret` is right for `row` (None: unknown key); None if so.
+    """Decide a secret this process has not verified for `row`; None if it is right.
+
+    The shared digest first (it is the right secret's, so it passes even a tripped guard);
+    then the guard's refusal; then an unknown key, refused without argon2; then argon2.
+    """
+    if row is not None and shared_warm.matches(row.id, row.secret_version, secret):
+        warm_cache.remember(partner_key, row.id, row.secret_version, secret)
+        if failures and tripped is None:
+            ratelimit.guard_clear(partner_key)
+        return None
+    if tripped is not None:
+        return _guard_denial(partner_key, row, tripped)
+    if row is None:
+        ratelimit.guard_record_failure(partner_key)  # counted like a wrong secret: same answers
+        return _deny(AUTH_INVALID, partner_key)
+    return _check_secret(partner_key, secret, row, failures)
+
+
+@sensitive_variables("secret", "row")
+def _check_secret(partner_key: str, secret: str, row: _Row, failures: int) -> Decision | None:
+    """Let argon2 decide whether `secret` is right for `row`; None if so.
 
     The caller has consulted the guard already; `failures` is what it counted.
     """
     semaphore = argon2_semaphore()
     if not semaphore.acquire(timeout=settings.GATEWAY_ARGON2_WAIT_MS / 1000):
         logger.warning("argon2 concurrency bound reached; refusing a verification")
+        metrics.argon2_busy()
         return _BUSY
     try:
-        if row is None:
-            crypto.dummy_verify()
-            ratelimit.guard_record_failure(partner_key)
-            return _deny(AUTH_INVALID, partner_key)
         verification = crypto.verify_secret(row.secret_hash, secret)
         if verification.ok and verification.needs_rehash:
             _upgrade_hash(row, secret)
     finally:
         semaphore.release()
+    ok = verification.ok
+    metrics.argon2("unusable_hash" if verification.malformed_hash else "ok" if ok else "wrong")
     if verification.malformed_hash:
         logger.error("stored hash of %s cannot be used; refusing (fail closed)", partner_key)
         recorder.record_failure(row.id, row.secret_version, "unparsable_hash", partner_key)
@@ -331,6 +374,7 @@ def _check_secret(
         recorder.record_failure(row.id, row.secret_version, "wrong_secret", partner_key)
         return _deny(AUTH_INVALID, partner_key)
     warm_cache.remember(partner_key, row.id, row.secret_version, secret)
+    shared_warm.remember(row.id, row.secret_version, secret)
     if failures:
         ratelimit.guard_clear(partner_key)
     return None
@@ -349,6 +393,16 @@ def _upgrade_hash(row: _Row, secret: str) -> None:
     except Exception as exc:
         logger.warning(
             "could not upgrade the hash of credential %s: %s", row.id, type(exc).__name__
+        )
+
+
+def _complete_cutover(row: _Row) -> None:
+    """Write down the cutover this request is the first to verify after; denies nothing."""
+    try:
+        cutover.complete_cutover(credential_id=row.id)
+    except Exception as exc:
+        logger.warning(
+            "could not complete the cutover of credential %s: %s", row.id, type(exc).__name__
         )
 
 
@@ -373,25 +427,29 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
 
     # A secret this worker already verified for this partner_key skips the guard (so the guard
     # never locks out a warm partner) and argon2; any other consults the guard first, so under
-    # a flood of wrong secrets a refusal costs no database round trip.
+    # a flood of wrong secrets a refusal costs no argon2 (and, without a shared digest that
+    # could still let the right secret through, no database round trip).
     warm = warm_cache.lookup(partner_key, secret)
-    failures = 0
+    metrics.warm_lookup(warm is not None)
+    failures, tripped = 0, None
     if warm is None:
-        failures, denial = _guard(partner_key, None)
-        if denial is not None:
-            return denial
+        failures, tripped = _guard(partner_key)
+        if tripped is not None and not shared_warm.enabled():
+            return _guard_denial(partner_key, None, tripped)
     row = _load(partner_key)
     if warm is not None and (row is None or (row.id, row.secret_version) != warm):
         # Verified for a row that has changed since (rotated, or gone): that proves nothing now.
         warm_cache.forget(partner_key, *warm)
         warm = None
-        failures, denial = _guard(partner_key, row)
-        if denial is not None:
-            return denial
+        failures, tripped = _guard(partner_key)
     if warm is None:
-        denial = _check_secret(partner_key, secret, row, failures)
+        denial = _check_cold(partner_key, secret, row, failures, tripped)
         if denial is not None:
             return denial
+    else:
+        shared_warm.refresh_if_due(row.id, row.secret_version)
+    if row.cutover_due:
+        _complete_cutover(row)
 
     if not row.active or row.expired:
         recorder.record_failure(

@@ -84,6 +84,12 @@ class Credential(models.Model):
     revoke_reason = models.TextField(blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # A scheduled cutover (credentials.cutover): the argon2id hash of the next secret, which
+    # becomes version secret_version + 1 at pending_cutover_at and not a moment earlier. The
+    # gateway reads both in its one query and compares the instant with its own `now`.
+    pending_secret_hash = models.CharField(max_length=255, blank=True, default="", editable=False)
+    pending_cutover_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     # Misuse counters, written by the gateway at most once a minute per credential.
     failed_secret_count = models.PositiveIntegerField(
         default=0, editable=False, help_text="Wrong or rotated-away secrets, since last rotation."
@@ -105,6 +111,11 @@ class Credential(models.Model):
         indexes = [
             models.Index(fields=["business", "status"], name="credential_business_status"),
             models.Index(fields=["status", "expires_at"], name="credential_status_expiry"),
+            models.Index(
+                fields=["pending_cutover_at"],
+                condition=Q(pending_cutover_at__isnull=False),
+                name="credential_pending_cutover",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -131,6 +142,19 @@ class Credential(models.Model):
                 ),
                 name="credential_revocation_consistent",
             ),
+            # A pending secret is a hash and its instant together, and only on an active
+            # credential (a revocation discards it).
+            models.CheckConstraint(
+                condition=(
+                    Q(pending_secret_hash="", pending_cutover_at__isnull=True)
+                    | Q(
+                        pending_secret_hash__startswith="$argon2id$",
+                        pending_cutover_at__isnull=False,
+                        status="active",
+                    )
+                ),
+                name="credential_pending_cutover_consistent",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -142,6 +166,89 @@ class Credential(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    @property
+    def has_pending_cutover(self) -> bool:
+        return self.pending_cutover_at is not None
+
+
+class SecretHistory(models.Model):
+    """A secret of a credential that no longer works, or never did: its hash, never its text.
+
+    Fields:
+    * ``secret_version``: the version the secret had (or would have had, if never active).
+    * ``secret_hash``: its argon2id hash, kept only so that a leaked secret can be recognised
+      (``manage.py triage_secret``). Never shown in the console, never in an audit record.
+    * ``outcome``: ``retired``, a secret that worked from ``valid_from`` until ``valid_until``
+      (replaced by a rotation, by a completed cutover, or stopped by a revocation); or a pending
+      secret that never worked because it was ``cancelled``, ``replaced`` by another rotation
+      or ``discarded`` by a revocation before its instant ``cutover_at``.
+    * ``recorded_at``: when it stopped working, or was dropped.
+
+    Rows are only ever inserted; on PostgreSQL a trigger refuses updates and deletes.
+    """
+
+    class Outcome(models.TextChoices):
+        RETIRED = "retired", "Stopped working"
+        CANCELLED = "cancelled", "Cancelled before its cutover"
+        REPLACED = "replaced", "Replaced before its cutover"
+        DISCARDED = "discarded", "Discarded by a revocation"
+
+    credential = models.ForeignKey(
+        Credential, on_delete=models.PROTECT, related_name="secret_history"
+    )
+    secret_version = models.PositiveIntegerField()
+    secret_hash = models.CharField(max_length=255)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    cutover_at = models.DateTimeField(null=True, blank=True)
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-recorded_at", "-id"]
+        verbose_name_plural = "secret history"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(secret_hash__startswith="$argon2id$"),
+                name="secrethistory_hash_argon2id",
+            ),
+            models.CheckConstraint(
+                condition=Q(secret_version__gte=1), name="secrethistory_version_positive"
+            ),
+            # Retired: it worked over [valid_from, valid_until]. Never active: it only had an
+            # instant it was scheduled for.
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        outcome="retired",
+                        valid_from__isnull=False,
+                        valid_until__isnull=False,
+                        valid_from__lte=models.F("valid_until"),
+                        cutover_at__isnull=True,
+                    )
+                    | Q(
+                        outcome__in=["cancelled", "replaced", "discarded"],
+                        valid_from__isnull=True,
+                        valid_until__isnull=True,
+                        cutover_at__isnull=False,
+                    )
+                ),
+                name="secrethistory_outcome_consistent",
+            ),
+            models.UniqueConstraint(
+                fields=["credential", "secret_version"],
+                condition=Q(outcome="retired"),
+                name="secrethistory_one_retired_per_version",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.credential_id} v{self.secret_version} {self.outcome}"
+
+    @property
+    def never_active(self) -> bool:
+        return self.outcome != self.Outcome.RETIRED
 
 
 class AuditEventQuerySet(models.QuerySet):
@@ -174,9 +281,15 @@ class AuditEvent(models.Model):
     * ``source_ip``: the client address of that request.
     * ``details``: the changed fields as ``{"field": {"before": ..., "after": ...}}`` plus
       action-specific context (a revocation's reason). Never a secret, never a hash.
+    * ``sequence``: the event's place in the hash chain, 1, 2, 3, ... without gaps.
+    * ``prev_hash`` / ``hash``: the previous event's hash and this event's, SHA-256 hex over
+      the canonical serialisation of the fields above (``docs/audit.md``).
+    * ``seal``: HMAC-SHA256 of ``hash`` under the seal key, which is not in the database.
 
     Rows are never updated or deleted by the application: the model and its QuerySet refuse it,
-    and on PostgreSQL a trigger refuses it too.
+    and on PostgreSQL a trigger refuses it too (and TRUNCATE). Rows are appended only by
+    :func:`credentials.audit.record`, which chains them; the chain makes any later edit,
+    deletion, insertion or reordering visible to ``manage.py verify_audit_log``.
     """
 
     class Action(models.TextChoices):
@@ -241,11 +354,16 @@ class AuditEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
+    seal = models.CharField(max_length=64, editable=False)
 
     objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
+        permissions = [("verify_auditevent", "Can run a verification of the audit chain")]
         constraints = [
             models.CheckConstraint(condition=~Q(actor_username=""), name="audit_actor_named"),
         ]
@@ -256,10 +374,37 @@ class AuditEvent(models.Model):
     def save(self, *args, **kwargs):
         if self.pk is not None and not self._state.adding:
             raise AuditLogIsAppendOnly("audit events are never updated")
+        if self.sequence is None:
+            raise AuditLogIsAppendOnly("append audit events through credentials.audit.record")
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
         raise AuditLogIsAppendOnly("audit events are never deleted")
+
+
+class AuditChainHead(models.Model):
+    """The last event of the audit chain, in one row that every append locks and moves.
+
+    Fields:
+    * ``sequence`` / ``hash`` / ``occurred_at``: those of the newest event (0, 64 zeros and
+      null for an empty log).
+
+    :func:`credentials.audit.record` takes this row's lock first, so appends are serialised
+    until their transaction ends, and reads the previous hash from it; the event's INSERT
+    moves it (a trigger on PostgreSQL, ``record`` itself elsewhere). Verification also
+    compares it with the last event, which catches a cut tail that left the head behind.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    sequence = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="auditchainhead_one_row")]
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.sequence}"
 
 
 class FormSubmission(models.Model):

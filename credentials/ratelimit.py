@@ -25,6 +25,8 @@ from django.core.cache import cache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from . import metrics
+
 logger = logging.getLogger("klikit.gateway")
 
 RATE_WINDOW = 60  # seconds: the cap is per minute
@@ -52,6 +54,7 @@ class CounterStore:
 
     def _cache_failed(self, exc: BaseException) -> None:
         now = time.monotonic()
+        metrics.downstream_error("cache")
         self._fallback_until = now + FALLBACK_RETRY_SECONDS
         self._last_failure = time.time()
         if now - self._last_warning >= WARNING_INTERVAL_SECONDS:

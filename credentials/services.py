@@ -18,10 +18,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto
+from . import crypto, history, shared_warm
 from .audit import Actor
 from .audit import record as _audit
-from .models import AuditEvent, Business, Credential
+from .models import AuditEvent, Business, Credential, SecretHistory
 
 MAX_LABEL_LENGTH = 200
 MAX_NAME_LENGTH = 200
@@ -105,6 +105,16 @@ def _validate_expiry(value: dt.datetime | None, now: dt.datetime) -> dt.datetime
     return value
 
 
+def optional_reason(reason: str) -> str:
+    """An optional reason for the audit log (a rotation's), stripped and bounded."""
+    if not isinstance(reason, str):
+        raise InvalidInput("reason must be text")
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"reason is longer than {MAX_REASON_LENGTH} characters")
+    return reason
+
+
 def _validate_business_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("business name is required")
@@ -138,6 +148,38 @@ def _locked_credential(credential: Credential | int) -> Credential:
         )
     except Credential.DoesNotExist:
         raise NotFound("credential not found") from None
+
+
+def settle_pending(
+    credential: Credential, *, actor: Actor, now: dt.datetime, outcome: str
+) -> dict | None:
+    """Before replacing or revoking a locked credential's secret, settle its pending cutover.
+
+    A cutover whose instant has passed has already happened (the gateway answers with the
+    pending secret from that instant on), so it is completed first. One still ahead moves to
+    the history as never active (`outcome`: replaced by a rotation, discarded by a revocation)
+    and is audited as ``cutover_replaced`` or ``cutover_cancelled``. Returns what was dropped.
+    """
+    if credential.pending_cutover_at is None:
+        return None
+    replaced = outcome == SecretHistory.Outcome.REPLACED
+    by = "rotation" if replaced else "revocation"
+    if history.promote_pending(credential, actor=actor, now=now, completed_by=by):
+        return None
+    dropped = history.drop_pending(credential, outcome=outcome, now=now)
+    _audit(
+        actor=actor,
+        action=(
+            AuditEvent.Action.CREDENTIAL_CUTOVER_REPLACED
+            if replaced
+            else AuditEvent.Action.CREDENTIAL_CUTOVER_CANCELLED
+        ),
+        now=now,
+        business=credential.business,
+        credential=credential,
+        details={**dropped, "by": by},
+    )
+    return dropped
 
 
 def _refuse_if_revoked(credential: Credential, verb: str) -> None:
@@ -233,6 +275,25 @@ def business_delete(*, actor: Actor, business: Business | int, now: dt.datetime 
 
 
 @sensitive_variables("secret")
+def warm_after_commit(
+    credential: Credential, secret: str, *, secret_version: int | None = None
+) -> None:
+    """Write the new secret's shared warm digest once the transaction has committed.
+
+    Never before commit (a rolled-back secret must not be warm anywhere), and robust: a cache
+    that cannot be reached only leaves the secret cold, it never fails the service. A pending
+    secret passes the version it will have from its cutover on (the gateway matches digests
+    against the row's effective version, so it cannot pass before its instant).
+    """
+    credential_id = credential.pk
+    if secret_version is None:
+        secret_version = credential.secret_version
+    transaction.on_commit(
+        lambda: shared_warm.remember(credential_id, secret_version, secret), robust=True
+    )
+
+
+@sensitive_variables("secret")
 @transaction.atomic
 def credential_issue(
     *,
@@ -284,21 +345,31 @@ def credential_issue(
             "secret_version": 1,
         },
     )
+    warm_after_commit(credential, secret)
     return credential, secret
 
 
 @sensitive_variables("secret")
 @transaction.atomic
 def credential_rotate(
-    *, actor: Actor, credential: Credential | int, now: dt.datetime | None = None
+    *,
+    actor: Actor,
+    credential: Credential | int,
+    reason: str = "",
+    now: dt.datetime | None = None,
 ) -> str:
     """Replace the secret of a credential and return the new plaintext secret.
 
     The old secret stops working when this transaction commits: there is no overlap window.
+    Its hash is kept in the secret history; a pending cutover is replaced (or, if its instant
+    has passed, completed first). `reason`, if given, goes into the audit record.
     """
     now = now or timezone.now()
+    reason = optional_reason(reason)
     credential = _locked_credential(credential)
     _refuse_if_revoked(credential, "rotate")
+    settle_pending(credential, actor=actor, now=now, outcome=SecretHistory.Outcome.REPLACED)
+    history.retire_current(credential, until=now, now=now)
     secret = crypto.generate_secret()
     before_version = credential.secret_version
     credential.secret_hash = crypto.hash_secret(secret)
@@ -313,6 +384,8 @@ def credential_rotate(
             "rotated_at",
             "rotated_by",
             "failed_secret_count",
+            "pending_secret_hash",
+            "pending_cutover_at",
         ]
     )
     _audit(
@@ -321,8 +394,12 @@ def credential_rotate(
         now=now,
         business=credential.business,
         credential=credential,
-        details={"secret_version": {"before": before_version, "after": credential.secret_version}},
+        details={
+            "secret_version": {"before": before_version, "after": credential.secret_version},
+            **({"reason": reason} if reason else {}),
+        },
     )
+    warm_after_commit(credential, secret)
     return secret
 
 
@@ -339,18 +416,34 @@ def credential_revoke(
         raise InvalidInput(f"reason is longer than {MAX_REASON_LENGTH} characters")
     credential = _locked_credential(credential)
     _refuse_if_revoked(credential, "revoke")
+    discarded = settle_pending(
+        credential, actor=actor, now=now, outcome=SecretHistory.Outcome.DISCARDED
+    )
+    history.retire_current(credential, until=now, now=now)
     credential.status = Credential.Status.REVOKED
     credential.revoked_at = now
     credential.revoked_by = actor.user
     credential.revoke_reason = reason
-    credential.save(update_fields=["status", "revoked_at", "revoked_by", "revoke_reason"])
+    credential.save(
+        update_fields=[
+            "status",
+            "revoked_at",
+            "revoked_by",
+            "revoke_reason",
+            "pending_secret_hash",
+            "pending_cutover_at",
+        ]
+    )
+    details = {"status": {"before": "active", "after": "revoked"}, "reason": reason}
+    if discarded is not None:
+        details["discarded_cutover"] = discarded
     _audit(
         actor=actor,
         action=AuditEvent.Action.CREDENTIAL_REVOKED,
         now=now,
         business=credential.business,
         credential=credential,
-        details={"status": {"before": "active", "after": "revoked"}, "reason": reason},
+        details=details,
     )
     return credential
 

@@ -7,6 +7,7 @@ half-read configuration.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import environ
@@ -304,3 +305,64 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# --- Shared warm digest (issue 9) -----------------------------------------------------------
+# Seconds a keyed digest of a credential's current secret lives in the shared cache (Redis),
+# refreshed on use; a secret matching it skips argon2 on every worker and instance, and passes
+# a tripped failed-attempt guard. 0 turns it off. Unused with the local-memory cache
+# (credentials/shared_warm.py).
+GATEWAY_SHARED_WARM_TTL_SECONDS = env_int("GATEWAY_SHARED_WARM_TTL_SECONDS", 86_400, minimum=0)
+
+# --- Operations: metrics, log format (issue 13) ----------------------------------------------
+# GET /metrics (Prometheus) answers only to "Authorization: Bearer <METRICS_TOKEN>"; without a
+# token it does not exist (404). METRICS_ENABLED=0 stops the request path's counting (the
+# benchmark's comparison); the scrape still answers.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("Environment variable METRICS_TOKEN needs >= 16 characters.")
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+SECURE_REDIRECT_EXEMPT.append(r"^metrics$")
+# One JSON object per line (json, the default without DEBUG) or text (plain, the default with
+# DEBUG); every line carries the request id of the request it belongs to.
+LOG_FORMAT = env.str("LOG_FORMAT", default="").strip().lower() or ("plain" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured("Environment variable LOG_FORMAT must be json or plain.")
+LOGGING["filters"]["request_id"] = {"()": "credentials.log_format.RequestIdFilter"}
+LOGGING["formatters"]["json"] = {"()": "credentials.log_format.JsonFormatter"}
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
+LOGGING["handlers"]["console"]["filters"] = ["redact_secrets", "request_id"]
+# One line per console request (the gateway's endpoints log their own).
+MIDDLEWARE.insert(0, "credentials.request_log.ConsoleRequestLog")
+# Deploy checks (docs/operations.md): HSTS for the console's own subdomains and the preload
+# list, and where collectstatic puts the files (the image collects them at build time).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(STATIC_ROOT)))
+# Behind PgBouncer in transaction mode (docs/operations.md): no server-side cursors (they
+# outlive the transaction, and the next FETCH may reach another server connection) and no
+# startup "options" (PgBouncer refuses them): set the statement timeout on the database role.
+DB_TRANSACTION_POOLING = env_bool("DB_TRANSACTION_POOLING", False)
+if DB_TRANSACTION_POOLING and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"]["OPTIONS"].pop("options", None)
+# Python's warnings become log records, so they too are JSON lines.
+logging.captureWarnings(True)
+
+# --- Scheduled cutover (issue 11) -----------------------------------------------------------
+# How far ahead a scheduled rotation's instant may be (days).
+CUTOVER_MAX_DAYS = env_int("CUTOVER_MAX_DAYS", 30, minimum=1, maximum=366)
+
+# --- Audit chain (issue 10) ---
+# Seals: HMAC-SHA256 of each audit event's hash under a key kept out of the database
+# (docs/audit.md). Unset: a key derived from SECRET_KEY. Previous keys only verify old seals.
+AUDIT_SEAL_KEY = env.str("AUDIT_SEAL_KEY", default="")
+AUDIT_SEAL_PREVIOUS_KEYS = env_list("AUDIT_SEAL_PREVIOUS_KEYS", [])
+if any(len(key) < 32 for key in [AUDIT_SEAL_KEY, *AUDIT_SEAL_PREVIOUS_KEYS] if key):
+    raise ImproperlyConfigured(
+        "Environment variables AUDIT_SEAL_KEY, AUDIT_SEAL_PREVIOUS_KEYS: keys need >= 32 chars."
+    )
+# How long a verification started from the console may walk the chain before it stops and
+# reports "incomplete" (the command has no limit).
+AUDIT_VERIFY_TIME_BUDGET_SECONDS = env_int(
+    "AUDIT_VERIFY_TIME_BUDGET_SECONDS", 20, minimum=1, maximum=600
+)

@@ -1,13 +1,14 @@
-"""URL routes: the operator console at the root, the gateway API under /api/v1/."""
+"""URL routes: the operator console at the root, the gateway API under /api/v1/, /metrics."""
 
 from django.contrib import admin
 from django.urls import path
 
-from credentials import api
+from credentials import api, metrics_view
 
 urlpatterns = [
     # The gateway's endpoints (and a JSON 404 for anything else under /api/).
     *api.urlpatterns,
+    path("metrics", metrics_view.scrape, name="metrics"),
     # The console's catch-all must stay last.
     path("", admin.site.urls),
 ]

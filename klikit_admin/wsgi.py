@@ -1,6 +1,7 @@
 """WSGI entry point for gunicorn: `gunicorn klikit_admin.wsgi`.
 
-Requests under /api/ (the gateway's endpoints, credentials/api.py) skip the middleware stack:
+Requests under /api/ (the gateway's endpoints, credentials/api.py) and the Prometheus scrape
+(/metrics) skip the middleware stack:
 they carry no cookies, sessions, CSRF tokens or browser-facing headers, and the issue measured
 a plain Django view at about 0.37 of a bare WSGI app's throughput. Everything else (the
 operator console) goes through the full stack. docs/gateway.md describes what the API gives up
@@ -16,6 +17,7 @@ from django.core.handlers.wsgi import WSGIHandler
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "klikit_admin.settings")
 
 GATEWAY_PREFIX = "/api/"
+METRICS_PATH = "/metrics"  # the Prometheus scrape (credentials/metrics_view.py)
 
 
 class _NoMiddlewareHandler(BaseHandler):
@@ -37,7 +39,8 @@ class KlikitWSGIHandler(WSGIHandler):
         self._gateway.load_middleware()
 
     def get_response(self, request):
-        if request.path_info.startswith(GATEWAY_PREFIX):
+        path = request.path_info
+        if path.startswith(GATEWAY_PREFIX) or path == METRICS_PATH:
             return self._gateway.get_response(request)
         return super().get_response(request)
 

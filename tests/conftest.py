@@ -1,9 +1,9 @@
 """Shared fixtures: operator personas, factories, and the rule that CI never skips.
 
-Tests that need something a laptop may lack (PostgreSQL, Redis, Chromium, nginx) call
-:func:`require` with that thing's kind. Locally that skips; a kind named in ``KLIKIT_REQUIRE``
-(comma-separated: ``postgres``, ``redis``, ``chromium``, ``nginx``; set by ``.ci/run``) makes
-it fail instead, so CI always runs them.
+Tests that need something a laptop may lack (PostgreSQL, Redis, Chromium, nginx, Prometheus)
+call :func:`require` with that thing's kind. Locally that skips; a kind named in
+``KLIKIT_REQUIRE`` (comma-separated: ``postgres``, ``redis``, ``chromium``, ``nginx``,
+``prometheus``; set by ``.ci/run``) makes it fail instead, so CI always runs them.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def gateway(settings):
     """Gateway settings for tests (one token, a small guard) and clean per-process state."""
     from django.core.cache import cache
 
-    from credentials import ratelimit, usage, warm_cache
+    from credentials import ratelimit, shared_warm, usage, warm_cache
     from tests.gateway_helpers import TOKEN
 
     settings.GATEWAY_TOKENS = [TOKEN]
@@ -121,12 +121,14 @@ def gateway(settings):
     settings.GATEWAY_FAILED_ATTEMPT_LIMIT = 5
     settings.GATEWAY_FAILED_ATTEMPT_WINDOW = 300
     warm_cache.warm_cache.clear()
+    shared_warm.clear()
     ratelimit.store.reset()
     usage.recorder.reset()
     if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
         cache.clear()
     yield settings
     warm_cache.warm_cache.clear()
+    shared_warm.clear()
     ratelimit.store.reset()
     usage.recorder.reset()
     # Only ever clear local memory: a test may still point the cache at a shared Redis.

@@ -16,6 +16,9 @@ from django.contrib.auth.models import Group, Permission
 from credentials.models import AuditEvent, Business, Credential
 
 roles_migration = importlib.import_module("credentials.migrations.0003_roles")
+verify_permission_migration = importlib.import_module(
+    "credentials.migrations.0023_audit_verify_permission"
+)
 
 PASSWORD = "console-pass-123"
 PERSONAS = ["anonymous", "nobody", "viewer", "issuer", "security"]
@@ -25,6 +28,7 @@ SECRET_RE = re.compile(r"sk_[0-9A-Za-z]{49}")
 
 def ensure_roles() -> None:
     for name, wanted in roles_migration.ROLES.items():
+        wanted = wanted + verify_permission_migration.ADDED.get(name, [])
         group, created = Group.objects.get_or_create(name=name)
         if created:
             group.permissions.set(

@@ -182,20 +182,32 @@ class Server:
 
     def worker_of(self, request_id: str, timeout: float = 5.0) -> str:
         """Return the pid of the worker that answered `request_id` (from the gateway's log line)."""
-        pattern = re.compile(rf"\[(\d+)\] gateway request_id={re.escape(request_id)} ")
+        pattern = re.compile(
+            rf"\[(\d+)\] gateway request_id={re.escape(request_id)} "  # plain
+            rf'|"request_id": "{re.escape(request_id)}", "pid": (\d+)'  # json
+        )
         deadline = time.monotonic() + timeout
         while True:
             match = pattern.search(self.log())
             if match:
-                return match.group(1)
+                return match.group(1) or match.group(2)
             if time.monotonic() > deadline:
                 raise AssertionError(f"no access log line for {request_id}")
             time.sleep(0.02)
 
 
 @contextmanager
-def gunicorn(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = None):
-    """Run gunicorn with the test settings; always stop it, even when the test fails."""
+def gunicorn(
+    tmp_path: Path,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    app: str = "klikit_admin.wsgi:application",
+):
+    """Run gunicorn with the test settings; always stop it, even when the test fails.
+
+    `app`: another WSGI callable, e.g. ``tests.argon2_probe:application``.
+    """
     port = free_port()
     log_path = tmp_path / f"gunicorn-{port}.log"
     full_env = {
@@ -203,13 +215,14 @@ def gunicorn(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = N
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "GATEWAY_TOKENS": TOKEN,
         "PYTHONUNBUFFERED": "1",
+        "LOG_FORMAT": "plain",  # tests that read JSON lines ask for them
         **(env or {}),
     }
     command = [
         sys.executable,
         "-m",
         "gunicorn",
-        "klikit_admin.wsgi:application",
+        app,
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
@@ -218,7 +231,7 @@ def gunicorn(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = N
         "30",
         "--graceful-timeout",
         "2",
-        # As the Dockerfile: gunicorn.conf.py (read from ROOT) keeps it off gateway requests.
+        # As the Dockerfile: gunicorn.conf.py (read from ROOT) writes no access line anyway.
         "--access-logfile",
         "-",
     ]

@@ -18,3 +18,28 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # No collected static files in tests; WhiteNoise serves from the apps' finders instead.
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
+
+# A test-only clock for tests that run gunicorn (tests/test_cutover_gunicorn.py): when the
+# variable names a file holding an ISO 8601 instant, every worker's timezone.now() returns that
+# instant (the real time while the file is empty). Production never loads this module.
+if os.environ.get("KLIKIT_TEST_CLOCK_FILE"):
+    import datetime as _dt
+
+    from django.utils import timezone as _timezone
+
+    _clock_file = os.environ["KLIKIT_TEST_CLOCK_FILE"]
+    _real_now = _timezone.now
+
+    def _test_clock_now():
+        with open(_clock_file) as clock:
+            text = clock.read().strip()
+        return _dt.datetime.fromisoformat(text) if text else _real_now()
+
+    _timezone.now = _test_clock_now
+
+# The audit table refuses TRUNCATE on PostgreSQL (migration 0022) unless the session carries
+# klikit.allow_audit_truncate = on. Transactional tests flush the test database with TRUNCATE,
+# so the test database's sessions (and only they: production never sets it) carry it.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    _options = DATABASES["default"].setdefault("OPTIONS", {})  # noqa: F405
+    _options["options"] = f"{_options.get('options', '')} -c klikit.allow_audit_truncate=on".strip()

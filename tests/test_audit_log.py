@@ -12,7 +12,8 @@ from django.db import DatabaseError, connection, transaction
 from credentials import services
 from credentials.models import AuditEvent, AuditLogIsAppendOnly, Business
 
-NOW = dt.datetime(2026, 11, 27, 6, 0, tzinfo=dt.UTC)
+# Later than the fixtures' own events: the chain never lets an event's time go back.
+NOW = dt.datetime(2036, 11, 27, 6, 0, tzinfo=dt.UTC)
 EXPIRES = NOW + dt.timedelta(days=90)
 
 
@@ -232,11 +233,12 @@ def test_the_database_refuses_raw_sql_updates_and_deletes(postgres_only, event, 
 
 
 def test_the_database_still_accepts_raw_inserts(postgres_only, event):
-    """The control for the trigger tests: only UPDATE and DELETE are refused."""
+    """The control for the trigger tests: only UPDATE, DELETE and TRUNCATE are refused."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO credentials_auditevent (occurred_at, actor_username, action, "
-            "request_id, details) VALUES (now(), 'system', 'business.updated', '', '{}')"
+            "request_id, details, sequence, prev_hash, hash, seal) "
+            "VALUES (now(), 'system', 'business.updated', '', '{}', 1000, '', '', '')"
         )
     assert AuditEvent.objects.filter(actor_username="system").count() == 1
 

@@ -470,6 +470,8 @@ def test_list_json_is_an_array_with_the_documented_fields_and_no_secret(make_bus
         "secret_version": 1,
         "created_at": first.created_at.isoformat(),
         "last_used_at": FUTURE.isoformat(),
+        "pending_cutover_at": None,
+        "pending_cutover_time_left": None,
     }
     assert rows[1]["business_id"] == 77
     assert rows[1]["last_used_at"] is None
@@ -503,6 +505,7 @@ def test_list_plain_prints_an_aligned_table(issue, actor):
         "LABEL",
         "CREATED",
         "USED",
+        "CUTOVER_AT",
     ]
     for column in ("BUSINESS", "STATUS", "VERSION", "SCOPES", "LABEL", "CREATED"):
         start = header.index(column)

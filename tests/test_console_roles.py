@@ -34,6 +34,7 @@ def test_migration_creates_the_three_roles_with_their_permissions():
         "auth.change_user",
         "auth.delete_user",
         "auth.view_group",
+        "credentials.verify_auditevent",  # 0023: run a verification of the audit chain
     }
     assert _codenames("Viewer") == viewer
     assert _codenames("Issuer") == issuer

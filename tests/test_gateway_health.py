@@ -46,3 +46,29 @@ def test_readiness_is_503_when_the_database_is_down(client, gateway, monkeypatch
     check_openapi(response)
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "downstream_unavailable"
+
+
+def test_readiness_without_a_token_says_only_which_check_is_ok(client, gateway):
+    response = client.get("/api/v1/health/ready")
+    check_openapi(response)
+    assert response.json()["data"] == {
+        "status": "ok",
+        "checks": {
+            "database": {"status": "ok"},
+            "rate_limit_store": {"status": "ok"},
+            "gateway_tokens": {"status": "ok"},
+        },
+    }
+    wrong = client.get("/api/v1/health/ready", HTTP_X_GATEWAY_TOKEN="not-the-gateway-token")
+    assert wrong.status_code == 200
+    assert wrong.json()["data"] == response.json()["data"]
+
+
+def test_readiness_details_need_the_gateway_token(client, gateway):
+    from tests.gateway_helpers import TOKEN
+
+    response = client.get("/api/v1/health/ready", HTTP_X_GATEWAY_TOKEN=TOKEN)
+    check_openapi(response)
+    checks = response.json()["data"]["checks"]
+    assert checks["database"]["vendor"] in {"sqlite", "postgresql"}
+    assert set(checks["rate_limit_store"]) == {"status", "backend", "last_failure_at"}

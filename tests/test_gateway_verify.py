@@ -87,6 +87,23 @@ def test_body_over_8_kb_is_request_invalid(client, gateway, issue):
     assert error_code(response) == "request_invalid"
 
 
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 4000 + "]" * 4000, '{"a":' * 1300 + "1" + "}" * 1300],
+    ids=["4000 nested arrays", "1300 nested objects"],
+)
+def test_deeply_nested_body_under_the_cap_is_request_invalid_without_a_traceback(
+    client, gateway, caplog, body
+):
+    assert len(body) <= 8 * 1024  # under the size cap: only the depth is wrong
+    with caplog.at_level(logging.INFO):
+        response = verify(client, body=body)
+    assert response.status_code == 400
+    assert error_code(response) == "request_invalid"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert "Traceback" not in caplog.text
+
+
 def test_request_invalid_comes_before_partner_authentication(client, gateway):
     response = verify(client, "Bearer nope", "no:such-scope")
     assert error_code(response) == "request_invalid"
@@ -127,12 +144,27 @@ def test_invalid_credentials_all_look_the_same(client, gateway, issue):
     assert json.loads(bodies.pop())["error"]["code"] == "auth_invalid_credential"
 
 
-def test_unknown_key_costs_one_dummy_verification(client, gateway, django_assert_num_queries):
+def test_unknown_key_costs_one_query_and_no_argon2(client, gateway, django_assert_num_queries):
+    # Partner keys are 128-bit random identifiers: timing can only confirm a key to someone who
+    # already holds it, so a stranger's key is not worth an argon2 computation (issue 9).
     before = crypto.argon2_calls()
     with django_assert_num_queries(1):
         response = verify(client, basic(crypto.generate_partner_key(), crypto.generate_secret()))
     assert error_code(response) == "auth_invalid_credential"
-    assert crypto.argon2_calls() == before + 1
+    assert crypto.argon2_calls() == before
+
+
+def test_unknown_key_gets_byte_for_byte_the_answer_of_a_wrong_secret(client, gateway, issue):
+    credential, _ = issue()
+    request_id = "req_00000000-0000-4000-8000-000000000009"
+    answers = []
+    for partner_key in (credential.partner_key, crypto.generate_partner_key()):
+        response = verify(
+            client, basic(partner_key, crypto.generate_secret()), HTTP_X_REQUEST_ID=request_id
+        )
+        answers.append((response.status_code, response.content, sorted(response.items())))
+    assert answers[0][0] == 401
+    assert answers[0] == answers[1]
 
 
 def test_rotated_away_secret_is_refused_on_the_next_request(client, gateway, issue, actor):

@@ -408,9 +408,7 @@ def test_each_service_changes_something_when_nothing_fails(world, actor, service
 @pytest.mark.parametrize("service", SERVICE_CALLS)
 def test_a_failing_audit_insert_rolls_the_change_back(world, actor, service):
     before = state()
-    with mock.patch.object(
-        AuditEvent.objects, "create", side_effect=DatabaseError("audit insert failed")
-    ):
+    with mock.patch.object(AuditEvent, "save", side_effect=DatabaseError("audit insert failed")):
         with pytest.raises(DatabaseError, match="audit insert failed"):
             SERVICE_CALLS[service](actor, world)
     assert state() == before
@@ -465,7 +463,7 @@ def test_a_constraint_violation_on_rotation_leaves_the_credential_and_log_untouc
 def test_the_hash_upgrade_is_rolled_back_when_its_audit_insert_fails(world):
     credential = world["credential"]
     before = state()
-    with mock.patch.object(AuditEvent.objects, "create", side_effect=DatabaseError("no audit")):
+    with mock.patch.object(AuditEvent, "save", side_effect=DatabaseError("no audit")):
         with pytest.raises(DatabaseError):
             services.credential_upgrade_hash(
                 credential_id=credential.pk,

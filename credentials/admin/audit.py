@@ -1,4 +1,9 @@
-"""The audit log: read-only for everyone, filterable, searchable, exportable as CSV."""
+"""The audit log: read-only for everyone, filterable, searchable, exportable as CSV.
+
+The page also shows the hash chain's head and the last verification; a Security admin can run
+a verification from it (bounded by ``AUDIT_VERIFY_TIME_BUDGET_SECONDS``, the result audited).
+The export carries every hashed field, so ``docs/verify_audit_export.py`` can check it offline.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,23 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from .. import audit, audit_verify
 from ..models import AuditEvent
+from .common import actor_for
 from .filters import ActorFilter, CredentialFilter, DateRangeFilter
 
 EXPORT_CHUNK_SIZE = 2000
@@ -29,9 +42,12 @@ CSV_COLUMNS = [
     "request_id",
     "source_ip",
     "details",
+    # The chain (docs/audit.md): with the columns above, every hashed field.
+    *("actor_pk", "business_pk", "credential_pk", "sequence", "prev_hash", "hash"),
 ]
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection). A leading
+# apostrophe is escaped too, so "drop one leading apostrophe" undoes the escape unambiguously.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 def csv_safe(value) -> str:
@@ -50,20 +66,25 @@ def csv_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     for event in events:
-        details = json.dumps(event.details, sort_keys=True, ensure_ascii=False)
         yield writer.writerow(
             [
                 csv_safe(value)
                 for value in (
                     event.pk,
-                    event.occurred_at.isoformat(),
+                    audit.utc_text(event.occurred_at),
                     event.action,
                     event.actor_username,
                     event.business.business_id if event.business else "",
                     event.credential.partner_key if event.credential else "",
                     event.request_id,
                     event.source_ip,
-                    details,
+                    audit.canonical_json(event.details).decode(),  # exactly as hashed
+                    event.actor_id,
+                    event.business_id,
+                    event.credential_id,
+                    event.sequence,
+                    event.prev_hash,
+                    event.hash,
                 )
             ]
         )
@@ -98,6 +119,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         "request_id",
         "source_ip",
         "details_display",
+        *("sequence", "prev_hash", "hash", "seal"),
     ]
     readonly_fields = fields
 
@@ -133,10 +155,15 @@ class AuditEventAdmin(admin.ModelAdmin):
     def details_display(self, event: AuditEvent):
         return format_html("<pre>{}</pre>", json.dumps(event.details, indent=2, sort_keys=True))
 
+    def has_verify_permission(self, request) -> bool:
+        return request.user.has_perm("credentials.verify_auditevent")
+
     def get_urls(self):
-        view = self.admin_site.admin_view(self.export_view)
+        export = self.admin_site.admin_view(self.export_view)
+        verify = self.admin_site.admin_view(self.verify_view)
         return [
-            path("export.csv", view, name="credentials_auditevent_export"),
+            path("export.csv", export, name="credentials_auditevent_export"),
+            path("verify/", verify, name="credentials_auditevent_verify"),
             *super().get_urls(),
         ]
 
@@ -145,7 +172,28 @@ class AuditEventAdmin(admin.ModelAdmin):
         extra_context["export_url"] = (
             reverse("admin:credentials_auditevent_export") + "?" + request.GET.urlencode()
         )
+        last = audit_verify.last_verification()
+        extra_context["chain"] = {
+            "head": audit_verify.chain_head(),
+            "last_verification": last,
+            "last_result": last.details if last else None,
+            "can_verify": self.has_verify_permission(request),
+            "verify_url": reverse("admin:credentials_auditevent_verify"),
+            "time_budget": settings.AUDIT_VERIFY_TIME_BUDGET_SECONDS,
+        }
         return super().changelist_view(request, extra_context)
+
+    def verify_view(self, request: HttpRequest):
+        """Verify the whole chain within the time budget, audit the result, show it."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_verify_permission(request):
+            raise PermissionDenied
+        budget = settings.AUDIT_VERIFY_TIME_BUDGET_SECONDS
+        result = audit_verify.verify(time_budget=budget)
+        audit_verify.record_verification(result, actor=actor_for(request), anchor=None)
+        self.message_user(request, *_result_message(result, budget))
+        return HttpResponseRedirect(reverse("admin:credentials_auditevent_changelist"))
 
     def export_view(self, request: HttpRequest):
         """Stream the events the list shows (same filters and search) as CSV, newest first."""
@@ -163,3 +211,17 @@ class AuditEventAdmin(admin.ModelAdmin):
         stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
         response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
         return response
+
+
+def _result_message(result: audit_verify.Result, budget: int) -> tuple[str, int]:
+    head = f"head #{result.head[0]} {result.head[1]}" if result.head else "no event verified"
+    if result.ok:
+        return f"Audit chain verified: {result.events} events, {head}.", messages.SUCCESS
+    if result.error:
+        sequence, problem = result.error
+        return f"Audit chain FAILED at sequence {sequence}: {problem} ({head}).", messages.ERROR
+    return (
+        f"Verification incomplete: {result.events} events verified ({head}) before the "
+        f"{budget} s budget ran out; run manage.py verify_audit_log for the whole chain.",
+        messages.WARNING,
+    )

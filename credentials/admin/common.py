@@ -27,6 +27,8 @@ def short_datetime(value: dt.datetime | None) -> str:
 
 def request_id(request: HttpRequest) -> str:
     """The id a proxy gave this request (X-Request-ID), or a new one."""
+    if getattr(request, "request_id", None):  # the one its log line carries (request_log.py)
+        return request.request_id
     given = request.headers.get("X-Request-ID", "")
     if _REQUEST_ID_RE.fullmatch(given):
         return given

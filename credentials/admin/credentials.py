@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -20,12 +21,13 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from .. import services
+from .. import cutover, services
 from ..forms import CredentialEditForm, CredentialIssueForm, RevokeForm, RotateForm
 from ..models import Credential
 from . import once
 from .common import actor_for, no_store, render_secret_once, short_datetime
-from .filters import ExpiryFilter, ScopeFilter
+from .cutover import CutoverAdminMixin
+from .filters import CutoverFilter, ExpiryFilter, ScopeFilter
 from .mixins import ServiceWritesMixin
 
 AUDIT_TRAIL_LENGTH = 25
@@ -41,7 +43,14 @@ USAGE_FIELDS = [
     "last_failure_at",
     "last_failure_reason",
 ]
-SECRET_FIELDS = ["secret_version", "created_at", "created_by", "rotated_at", "rotated_by"]
+SECRET_FIELDS = [
+    "secret_version",
+    "pending_cutover",
+    "created_at",
+    "created_by",
+    "rotated_at",
+    "rotated_by",
+]
 DETAIL_FIELDSETS = [
     ("Usage and misuse", {"fields": USAGE_FIELDS}),
     ("Secret", {"fields": SECRET_FIELDS}),
@@ -50,7 +59,7 @@ REVOCATION_FIELDSET = ("Revocation", {"fields": ["revoked_at", "revoked_by", "re
 
 
 @admin.register(Credential)
-class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
+class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
     list_display = [
         "partner_key",
         "business",
@@ -59,9 +68,10 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         "status_display",
         "last_used",
         "created",
+        "pending_cutover",
     ]
     list_select_related = ["business"]
-    list_filter = ["status", ScopeFilter, ExpiryFilter, "business"]
+    list_filter = ["status", ScopeFilter, ExpiryFilter, CutoverFilter, "business"]
     search_fields = ["partner_key", "label", "business__name", "=business__business_id"]
     search_help_text = "Partner key, label, business name or klikit business id."
     show_full_result_count = False
@@ -147,6 +157,7 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
             "audit_trail": [(event, json.dumps(event.details, sort_keys=True)) for event in events],
             "audit_trail_url": _audit_url(credential),
             "show_save_and_add_another": False,  # "add" is issuing, not a form to repeat
+            **self.cutover_context(request, credential),
         }
 
     def save_model(self, request, obj, form, change):
@@ -277,7 +288,7 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
             form = RotateForm(request.POST, credential=credential)
             if form.is_valid():
                 try:
-                    return self._rotate(request, credential, form.cleaned_data["once"])
+                    return self._rotate(request, credential, form.cleaned_data)
                 except services.DomainError as exc:
                     form.add_error(None, exc.message)
                 except once.InvalidToken as exc:
@@ -285,30 +296,35 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
                     status = 409
         else:
             token = once.new_token(request, f"rotate:{credential.pk}")
-            form = RotateForm(credential=credential, initial={"once": token})
+            initial = {"once": token, "reason": request.GET.get("reason", "")}
+            form = RotateForm(credential=credential, initial=initial)
         context = self._page_context(request, credential, f"Rotate the secret of {credential}")
-        context["form"] = form
+        context.update(form=form, cutover_max_days=settings.CUTOVER_MAX_DAYS)
         return TemplateResponse(
             request, "admin/credentials/credential/rotate.html", context, status=status
         )
 
     @sensitive_variables()
-    def _rotate(self, request, credential: Credential, token: str) -> HttpResponse:
+    def _rotate(self, request, credential: Credential, data: dict) -> HttpResponse:
+        token, cutover_at = data["once"], data["cutover_at"]
         with once.guard(request, token, f"rotate:{credential.pk}") as outcome:
             if outcome.fresh:
-                secret = services.credential_rotate(
-                    actor=actor_for(request), credential=credential.pk
-                )
+                actor, pk, reason = actor_for(request), credential.pk, data["reason"]
+                if cutover_at is None:
+                    secret = services.credential_rotate(actor=actor, credential=pk, reason=reason)
+                else:
+                    secret = cutover.credential_schedule_cutover(
+                        actor=actor, credential=pk, cutover_at=cutover_at, reason=reason
+                    )
                 once.record_result(request, token, credential.pk)
         if not outcome.fresh:
             return self._already_submitted(request, credential.pk, "Rotation")
         credential.refresh_from_db()
+        title = "Secret rotated" if cutover_at is None else "Cutover scheduled"
+        context = self._page_context(request, credential, title)
+        context["cutover_at"] = cutover_at
         return render_secret_once(
-            request,
-            credential=credential,
-            secret=secret,
-            title="Secret rotated",
-            context=self._page_context(request, credential, "Secret rotated"),
+            request, credential=credential, secret=secret, title=title, context=context
         )
 
     @sensitive_post
@@ -338,7 +354,7 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
                     )
                     return HttpResponseRedirect(self._change_url(credential))
         else:
-            form = RevokeForm(credential=credential)
+            form = RevokeForm(credential=credential, initial={"reason": request.GET.get("reason")})
         context = self._page_context(request, credential, f"Revoke {credential}")
         context["form"] = form
         return TemplateResponse(request, "admin/credentials/credential/revoke.html", context)

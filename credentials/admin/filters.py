@@ -54,6 +54,24 @@ class ExpiryFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CutoverFilter(admin.SimpleListFilter):
+    title = "scheduled cutover"
+    parameter_name = "cutover"
+
+    def lookups(self, request, model_admin):
+        return [("pending", "Pending"), ("due", "Due, not yet written down"), ("none", "None")]
+
+    def queryset(self, request, queryset):
+        match self.value():
+            case "pending":
+                return queryset.filter(pending_cutover_at__gt=timezone.now())
+            case "due":
+                return queryset.filter(pending_cutover_at__lte=timezone.now())
+            case "none":
+                return queryset.filter(pending_cutover_at__isnull=True)
+        return queryset
+
+
 class ActorFilter(admin.SimpleListFilter):
     """Operators by username (deleted operators keep their events), or non-operator actors."""
 

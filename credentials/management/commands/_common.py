@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, OutputWrapper
 from django.views.decorators.debug import sensitive_variables
 
-from credentials import crypto, services
+from credentials import crypto, cutover, services
 from credentials.models import Business, Credential
 
 EXPIRES_AT_HELP = (
@@ -78,8 +78,10 @@ def parse_business_id(value: Any) -> int:
     return business_id
 
 
-def parse_expires_at(value: Any, *, allow_none: bool = False) -> dt.datetime | None:
-    """Parse ``--expires-at``: an aware ISO 8601 datetime, or ``none`` where allowed."""
+def parse_expires_at(
+    value: Any, *, allow_none: bool = False, option: str = "--expires-at"
+) -> dt.datetime | None:
+    """Parse ``--expires-at`` (or `option`): an aware ISO 8601 datetime, or ``none`` if allowed."""
     if value is None:
         return None
     if isinstance(value, dt.datetime):
@@ -92,10 +94,10 @@ def parse_expires_at(value: Any, *, allow_none: bool = False) -> dt.datetime | N
             parsed = dt.datetime.fromisoformat(text)
         except ValueError:
             raise CommandError(
-                f"--expires-at must be an ISO 8601 date and time, got {text!r}"
+                f"{option} must be an ISO 8601 date and time, got {text!r}"
             ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise CommandError(f"--expires-at needs a time zone (e.g. Z or +07:00), got {value!r}")
+        raise CommandError(f"{option} needs a time zone (e.g. Z or +07:00), got {value!r}")
     return parsed
 
 
@@ -128,24 +130,38 @@ def _isoformat(value: dt.datetime | None) -> str | None:
 
 @sensitive_variables("secret", "token", "payload")
 def write_secret(
-    stdout: OutputWrapper, credential: Credential, secret: str, *, as_json: bool, verb: str
+    stdout: OutputWrapper,
+    credential: Credential,
+    secret: str,
+    *,
+    as_json: bool,
+    verb: str,
+    cutover_at: dt.datetime | None = None,
 ) -> None:
-    """Show a new secret, the only time it is ever shown: stdout, nothing else."""
+    """Show a new secret, the only time it is ever shown: stdout, nothing else.
+
+    With `cutover_at` the secret is a scheduled one: it gets the next version, from then on.
+    """
+    version = credential.secret_version + (1 if cutover_at is not None else 0)
     if as_json:
         payload = {
             "partner_key": credential.partner_key,
             "secret_key": secret,
             "business_id": credential.business.business_id,
             "scopes": list(credential.scopes),
-            "secret_version": credential.secret_version,
+            "secret_version": version,
         }
+        if cutover_at is not None:
+            payload["cutover_at"] = _isoformat(cutover_at)
         stdout.write(json.dumps(payload))
         return
     business = credential.business
     stdout.write(f"{verb} credential for {business.name} (business {business.business_id})")
     stdout.write(f"partner_key:    {credential.partner_key}")
     stdout.write(f"secret_key:     {secret}")
-    stdout.write(f"secret_version: {credential.secret_version}")
+    stdout.write(f"secret_version: {version}")
+    if cutover_at is not None:
+        stdout.write(f"cutover_at:     {_isoformat(cutover_at)} (the old secret works until then)")
     stdout.write(f"scopes:         {' '.join(credential.scopes)}")
     stdout.write(f"Authorization: {crypto.authorization_value(credential.partner_key, secret)}")
     stdout.write(
@@ -164,6 +180,8 @@ def credential_row(credential: Credential) -> dict[str, Any]:
         "secret_version": credential.secret_version,
         "created_at": _isoformat(credential.created_at),
         "last_used_at": _isoformat(credential.last_used_at),
+        "pending_cutover_at": _isoformat(credential.pending_cutover_at),
+        "pending_cutover_time_left": cutover.time_left(credential.pending_cutover_at) or None,
     }
 
 

@@ -16,7 +16,25 @@ from ._common import (
     parse_business_id,
 )
 
-HEADERS = ["PARTNER_KEY", "BUSINESS", "STATUS", "VERSION", "SCOPES", "LABEL", "CREATED", "USED"]
+HEADERS = [
+    "PARTNER_KEY",
+    "BUSINESS",
+    "STATUS",
+    "VERSION",
+    "SCOPES",
+    "LABEL",
+    "CREATED",
+    "USED",
+    "CUTOVER_AT",
+]
+
+
+def _cutover_cell(row: dict) -> str:
+    if row["pending_cutover_at"] is None:
+        return "-"
+    when = row["pending_cutover_at"][:19].replace("T", " ")
+    left = row["pending_cutover_time_left"]
+    return f"{when} ({left})" if left == "due" else f"{when} (in {left})"
 
 
 class Command(BaseCommand):
@@ -27,7 +45,7 @@ class Command(BaseCommand):
         add_json_argument(
             parser,
             "an array of partner_key, business_id, label, scopes, status, secret_version, "
-            "created_at, last_used_at",
+            "created_at, last_used_at, pending_cutover_at, pending_cutover_time_left",
         )
 
     def handle(self, *args, **options) -> None:
@@ -52,6 +70,7 @@ class Command(BaseCommand):
                 row["label"],
                 row["created_at"][:19].replace("T", " "),
                 (row["last_used_at"] or "never")[:19].replace("T", " "),
+                _cutover_cell(row),
             ]
             for row in rows
         ]

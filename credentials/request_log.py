@@ -1,0 +1,58 @@
+"""One log line per console request, and the request id every line of it carries.
+
+The gateway's endpoints log their own line (credentials/api.py) and never reach this middleware
+(klikit_admin/wsgi.py); gunicorn's access line is off for every request
+(klikit_admin/gunicorn_logging.py), so each request has exactly one line. The line names the
+path without its query string and the operator's username, never a form field or a header.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from django.http import HttpRequest, HttpResponse
+
+from . import log_format
+
+logger = logging.getLogger("klikit.console")
+
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class ConsoleRequestLog:
+    """Middleware: set the request id (a proxy's X-Request-ID, or a new one), log the answer."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        given = request.headers.get("X-Request-ID", "")
+        rid = given if _REQUEST_ID_RE.fullmatch(given) else f"req_{uuid.uuid4()}"
+        request.request_id = rid
+        token = log_format.request_id.set(rid)
+        try:
+            response = self.get_response(request)
+            user = getattr(request, "user", None)
+            username = user.get_username() if user is not None and user.is_authenticated else None
+            logger.info(
+                "console %s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "user": username,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": request.META.get("REMOTE_ADDR") or None,
+                },
+            )
+            response.setdefault("X-Request-Id", rid)
+            return response
+        finally:
+            log_format.request_id.reset(token)
