@@ -78,6 +78,7 @@ def main() -> int:
                 "postgres://postgres@127.0.0.1:5432/"
                 + os.environ.get("KLIKIT_BENCH_DB", "klikit_bench"),
             ),
+            "CACHE_URL": os.environ.get("KLIKIT_BENCH_CACHE_URL", "redis://127.0.0.1:6379/15"),
             "GATEWAY_TOKENS": token,
             "ARGON2_MEMORY_COST": "19456",
             "ARGON2_TIME_COST": "2",

@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -96,6 +97,16 @@ class CounterStore:
 
     @staticmethod
     def _cache_incr(key: str, ttl: int) -> int:
+        client = _redis_client()
+        if client is not None:
+            # One round trip, atomic: MULTI INCR EXPIRE EXEC. Django's incr() costs two (EXISTS,
+            # then INCR) plus a client object per call; this is the hot path's only cache write.
+            name = cache.make_and_validate_key(key)
+            pipe = client.pipeline(transaction=True)
+            pipe.incr(name)
+            pipe.expire(name, ttl)
+            value, _ = pipe.execute()
+            return value
         try:
             value = cache.incr(key)
         except ValueError:  # no such key yet: this request opens the window
@@ -154,6 +165,23 @@ class CounterStore:
 
 
 store = CounterStore()
+
+
+def _redis_client():
+    """The redis-py client behind Django's Redis cache (one per cache object), or None.
+
+    Reuses the cache's own connection pool (its URL, timeouts and options), so it counts in the
+    same keys, with the same prefix and version, as ``cache.incr`` would.
+    """
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    if not isinstance(backend, RedisCache):
+        return None
+    client = backend.__dict__.get("_klikit_counter_client")
+    if client is None:
+        redis_cache = backend._cache
+        client = redis_cache._client(connection_pool=redis_cache._get_connection_pool(True))
+        backend.__dict__["_klikit_counter_client"] = client
+    return client
 
 
 # --- the per-credential rate cap -----------------------------------------------------------
