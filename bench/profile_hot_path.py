@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import os
@@ -88,6 +89,8 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     import logging
 
+    from django.core.handlers.wsgi import WSGIHandler
+
     from klikit_admin.wsgi import application
 
     # The log line per request is part of the cost: keep it, but write it where gunicorn would.
@@ -144,6 +147,18 @@ def main() -> int:
             "GET", "/api/bench/baseline", f"partner_key={credential.partner_key}"
         ),
     }
+    from bench import floor
+
+    def call_floor():
+        return environ("POST", "/api/v1/verify", body=verify_body)
+
+    cases["floor (no framework)"] = call_floor
+
+    # The same warm verification through Django's handler instead of credentials/fastpath.py.
+    def call_django():
+        return environ("POST", "/api/v1/verify", headers={"X-Gateway-Token": token}, body=verify_body)
+
+    cases["warm verify, Django's handler"] = call_django
     statuses: list[str] = []
 
     def start_response(status, headers, exc_info=None):
@@ -151,7 +166,10 @@ def main() -> int:
 
     def call(make, expect="200"):
         statuses.clear()
-        body = b"".join(application(make(), start_response))
+        app = floor.application if make is call_floor else application
+        if make is call_django:
+            app = functools.partial(WSGIHandler.__call__, application)
+        body = b"".join(app(make(), start_response))
         if not statuses[0].startswith(expect):
             raise SystemExit(f"unexpected {statuses[0]}: {body[:200]!r}")
 

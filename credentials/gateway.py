@@ -50,7 +50,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import crypto, cutover, metrics, ratelimit, services, shared_warm
+from . import crypto, cutover, metrics, prepared, ratelimit, services, shared_warm
 from .models import Business, Credential
 from .ratelimit import RateState
 from .usage import recorder
@@ -220,9 +220,7 @@ def _effective(row: tuple) -> _Row:
 
 def _fetch(partner_key: str):
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(), [now, now, partner_key])
-        return cursor.fetchone()
+    return prepared.fetch_one(_sql(), [now, now, partner_key])
 
 
 def _connection_broken() -> bool:

@@ -4,7 +4,8 @@ Requests under /api/ (the gateway's endpoints, credentials/api.py) and the Prome
 (/metrics) skip the middleware stack:
 they carry no cookies, sessions, CSRF tokens or browser-facing headers, and the issue measured
 a plain Django view at about 0.37 of a bare WSGI app's throughput. Everything else (the
-operator console) goes through the full stack. docs/gateway.md describes what the API gives up
+operator console) goes through the full stack. The two hot endpoints, verify and forward-auth,
+go further: credentials/fastpath.py calls their views straight from the WSGI environ. docs/gateway.md describes what the API gives up
 and how it makes up for it (its own security headers, no redirect, no debug page).
 """
 
@@ -37,6 +38,16 @@ class KlikitWSGIHandler(WSGIHandler):
         super().__init__(*args, **kwargs)
         self._gateway = _NoMiddlewareHandler()
         self._gateway.load_middleware()
+        from credentials import fastpath
+
+        self._fastpath = fastpath
+
+    def __call__(self, environ, start_response):
+        # The two hot endpoints skip Django's request/response handling (credentials/fastpath.py).
+        view = self._fastpath.view_for(environ.get("PATH_INFO", ""))
+        if view is not None:
+            return self._fastpath.serve(view, environ, start_response)
+        return super().__call__(environ, start_response)
 
     def get_response(self, request):
         path = request.path_info
