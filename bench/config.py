@@ -51,6 +51,7 @@ FLOOR = "floor (no framework)"
 WARM = "warm verify"
 FORWARD = "forward-auth (warm)"
 METRICS_OFF = "warm verify, metrics off"
+UNDONE = "warm verify, levers undone"  # bench/without_levers.py: the code before issue 14
 WARM_ALONE = "warm verify alone, phase 2"
 UNDER_FLOOD = "warm verify under flood"
 FLOOD = "flood: wrong secrets, 1 key"

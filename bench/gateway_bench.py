@@ -263,6 +263,11 @@ class Run:
             quiet = self.start("metrics-off", {c.METRICS_SETTING: "0"})
             check_verify(quiet, self.token, *self.warm_pairs[0])
             scenarios.append(Scenario(c.METRICS_OFF, quiet, warm.requests))
+        undone = self.start(
+            "levers-undone", {c.METRICS_SETTING: "1"}, app="bench.without_levers:application"
+        )
+        check_verify(undone, self.token, *self.warm_pairs[0])
+        scenarios.append(Scenario(c.UNDONE, undone, warm.requests))
         scenarios += [
             Scenario(c.BASELINE, main, baseline_requests(self.warm_pairs)),
             Scenario(
@@ -270,7 +275,7 @@ class Run:
             ),
         ]
         for scenario in scenarios:
-            if scenario.name in (c.FLOOR, c.WARM, c.METRICS_OFF):
+            if scenario.name in (c.FLOOR, c.WARM, c.METRICS_OFF, c.UNDONE):
                 warm_up(scenario, args.warm_set_size, self.workdir)
         for path in (c.BASELINE_PATH, c.BARE_BASELINE_PATH):
             run_wrk(

@@ -156,7 +156,9 @@ def main() -> int:
 
     # The same warm verification through Django's handler instead of credentials/fastpath.py.
     def call_django():
-        return environ("POST", "/api/v1/verify", headers={"X-Gateway-Token": token}, body=verify_body)
+        return environ(
+            "POST", "/api/v1/verify", headers={"X-Gateway-Token": token}, body=verify_body
+        )
 
     cases["warm verify, Django's handler"] = call_django
     statuses: list[str] = []

@@ -181,6 +181,8 @@ def print_ratios_and_goals(by_name: dict[str, Result]) -> None:
         ("warm verify / floor", c.WARM, c.FLOOR),
         ("forward-auth / floor", c.FORWARD, c.FLOOR),
         ("warm verify, metrics on / off", c.WARM, c.METRICS_OFF),
+        ("warm verify / the same with issue 14's levers undone", c.WARM, c.UNDONE),
+        ("levers undone / floor", c.UNDONE, c.FLOOR),
         ("floor / baseline (1 SELECT, Django)", c.FLOOR, c.BASELINE),
         ("warm verify / baseline", c.WARM, c.BASELINE),
         ("warm verify / baseline, no middleware", c.WARM, c.BARE_BASELINE),
@@ -197,7 +199,7 @@ def print_ratios_and_goals(by_name: dict[str, Result]) -> None:
         ratio = _ratio(by_name, a, b)
         if ratio is not None:
             print(f"ratio {text + ':':<52} {ratio:.2f}")
-    extra = [by_name.get(n) for n in (c.METRICS_OFF, c.NGINX_SYNC, c.NGINX_GTHREAD)]
+    extra = [by_name.get(n) for n in (c.METRICS_OFF, c.UNDONE, c.NGINX_SYNC, c.NGINX_GTHREAD)]
     for r in (floor, warm, forward, *extra):
         if r is not None and r.cpu is not None:
             print(
