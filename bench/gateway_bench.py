@@ -1,66 +1,41 @@
-"""Benchmark the gateway verification endpoints against a one-SELECT baseline.
+"""Benchmark the gateway's hot endpoints against the same work done with no framework.
 
 Run from the repository root::
 
-    .venv/bin/python bench/gateway_bench.py            # full run: about 9 minutes, quiet machine
-    .venv/bin/python bench/gateway_bench.py --quick    # smoke run: about 1.5 minutes
+    .venv/bin/python bench/gateway_bench.py            # full run: about 12 minutes, quiet machine
+    .venv/bin/python bench/gateway_bench.py --quick    # smoke run: one round of 5 s
+    .venv/bin/python bench/gateway_bench.py --skip nginx --skip cold --quiet-wait 5  # iterate
 
-It needs ``wrk`` (``apt-get install wrk``) and PostgreSQL on 127.0.0.1:5432 (user postgres).
-``KLIKIT_BENCH_DB`` names the database it recreates (default ``klikit_bench``).
+It needs ``wrk`` (``apt-get install wrk``), PostgreSQL on 127.0.0.1:5432 (user postgres), Redis
+and, for phase 3, nginx (``nginx-light``). ``KLIKIT_BENCH_DB`` names the database it drops and
+recreates (default ``klikit_bench``), ``KLIKIT_BENCH_CACHE_URL`` (or ``--cache-url``) its Redis.
 
-This file is the run's outline; the parts are one module each: ``bench/config.py`` (paths,
-scenario names, goals), ``bench/servers.py`` (gunicorn, the database's data),
-``bench/load.py`` (wrk and pooling rounds), ``bench/cpu.py`` (who used the CPU),
-``bench/phases.py`` (warm-up, interleaved rounds, mirrored slots) and ``bench/report.py``
-(the table, ratios and goals).
+This file is the run's outline: which servers, which scenarios in which phase. The parts are
+one module each: ``config`` (paths, scenario names, goals), ``servers`` (gunicorn, the data),
+``load`` (wrk, pooling rounds), ``cpu`` (who used the CPU), ``phases`` (warm-up, interleaved
+rounds, mirrored slots), ``report`` (table, ratios, goals), ``floor`` (the framework-free
+floor), ``without_levers`` (the product before issue 14's changes) and ``nginx``.
 
-What it does, all on this machine and on loopback:
+1. Recreate the database, issue ``--credentials`` credentials through the services with the
+   production argon2id parameters and a rate cap that never interferes.
+2. Start gunicorn as production does (``-w 2`` sync, DEBUG off, ``bench.settings``: the
+   product's settings plus the one-SELECT baseline views): the product, the floor, the product
+   with ``METRICS_ENABLED=0``, the product with the levers undone; warm them up.
+3. Phase 1, interleaved rounds at 8 clients: floor, warm verify, forward-auth, metrics off,
+   levers undone, the two one-SELECT Django views.
+4. Phase 2, mirrored slots (A F C R W W R C F A): warm verify alone and beside 4 clients of a
+   wrong-secret flood, more good traffic (the control), random partner_keys, and a credential
+   rotated before the slot whose new secret must pass beside a wrong-secret flood for it.
+5. Phase 3, interleaved rounds: the documented nginx ``auth_request`` in front of sync and
+   gthread workers, beside direct forward-auth on both.
+6. Cold verify (``GATEWAY_WARM_CACHE=0``) at 2 clients.
 
-1. Drops and recreates the PostgreSQL database ``klikit_bench`` (and only that one), migrates
-   it and issues ``--credentials`` credentials through :mod:`credentials.services` with the
-   production argon2id parameters (m=19456 KiB, t=2, p=1) and a rate cap of 1,000,000/min so
-   the cap never interferes.
-2. Starts gunicorn the way production does (``-w 2`` sync workers, DEBUG off, access and error
-   logs to files under ``var/bench/``) with ``DJANGO_SETTINGS_MODULE=bench.settings``: the
-   production settings with one extra route, the baseline, so the product ships no bench
-   endpoint.
-3. Drives load with ``wrk`` (C, one thread; a Python client would eat one of the two cores the
-   server needs), each scenario bounded both in time (``-d``) and in responses (a budget after
-   which the Lua script stops), and prints requests/s and latency percentiles for:
-
-   * ``baseline``: ``GET /bench/baseline`` doing one indexed SELECT by partner_key through
-     Django's cursor, a plain Django view behind the project's middleware (the issue's
-     baseline); and the same view at ``/api/bench/baseline``, which ``klikit_admin.wsgi``
-     sends past the middleware as it does the gateway's views (the like-for-like floor);
-   * ``warm verify``: ``POST /api/v1/verify`` with the right secret for a spread of
-     credentials, after a warm-up that leaves every worker with their digests cached;
-   * ``forward-auth``: ``GET /api/v1/forward-auth`` with the partner's Authorization header;
-   * ``flood``: a second phase where wrong, well-formed secrets for ONE partner_key flood the
-     server beside the warm verify traffic for other credentials;
-   * ``cold verify``: a second gunicorn with the gateway's warm cache turned off by its setting,
-     so every call runs argon2.
-
-Phase 1 interleaves its scenarios in rounds (A B C A B C ...) so that a disturbance from other
-tenants of this shared machine falls on all of them. Phase 2 alternates short slots of warm
-verify alone (A), beside the flood (F) and beside a control of 4 more good clients (C), in the
-order A F C C F A, repeated: the host's cores change speed from one minute to the next (a CPU
-probe before each measurement shows by how much), and adjacent, mirrored slots let every
-condition meet the fast and the slow minutes alike. Each measurement first waits (at most 90 s)
-for the machine to be quiet, and the CPU used meanwhile is attributed to gunicorn, PostgreSQL,
-wrk and the rest, so a disturbed figure shows as such. Latency percentiles are wrk's, which
-corrects for coordinated omission (a stall of the server also counts for the requests a steady
-stream would have sent meanwhile); they pool all rounds. The number of argon2
-computations is not observable from outside: the cold/warm gap is what argon2 costs, and on
-the flood every 401 is one argon2 the failed-attempt guard let through (its 429s run none).
-
-Goals (issue 3): warm verify >= 0.8 x baseline throughput with p99 < 10 ms at 8 clients (also
-printed against the middleware-free baseline, a stricter reading); cold verify p99 well under
-Envoy's 200 ms ext_authz timeout at 2 clients (we require < 100 ms); warm throughput under the
-flood >= 0.7 x undisturbed. Non-200 answers on the traffic that must succeed, or a 200 for a
-wrong secret, fail the run (exit status 1); a missed goal is printed as MISS.
-
-Variables already in the environment pass through unless the script sets them, so a setting
-can be tried without editing anything: ``DB_CONN_MAX_AGE=0 .venv/bin/python bench/...``.
+Each measurement first waits (``--quiet-wait``, 90 s) for the machine to be quiet, and the CPU
+used meanwhile is attributed to gunicorn, PostgreSQL, wrk and the rest, so a disturbed figure
+shows as such. Latency percentiles are wrk's (corrected for coordinated omission), pooled over
+the rounds. Non-200 answers on the traffic that must succeed, or a 200 for a wrong secret, fail
+the run (exit status 1); a missed goal is printed as MISS. docs/performance.md explains it all.
+Variables already in the environment pass through to gunicorn unless the script sets them.
 """
 
 from __future__ import annotations

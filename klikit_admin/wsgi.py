@@ -5,8 +5,9 @@ Requests under /api/ (the gateway's endpoints, credentials/api.py) and the Prome
 they carry no cookies, sessions, CSRF tokens or browser-facing headers, and the issue measured
 a plain Django view at about 0.37 of a bare WSGI app's throughput. Everything else (the
 operator console) goes through the full stack. The two hot endpoints, verify and forward-auth,
-go further: credentials/fastpath.py calls their views straight from the WSGI environ. docs/gateway.md describes what the API gives up
-and how it makes up for it (its own security headers, no redirect, no debug page).
+go further: credentials/fastpath.py calls their views straight from the WSGI environ.
+docs/gateway.md describes what the API gives up and how it makes up for it (its own security
+headers, no redirect, no debug page).
 """
 
 import os
