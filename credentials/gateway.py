@@ -300,11 +300,6 @@ _BUSY = _deny(
 )
 
 
-def _guard(partner_key: str) -> tuple[int, int | None]:
-    """Consult the failed-attempt guard: ``(recent failures, Retry-After once it has tripped)``."""
-    return ratelimit.guard_check(partner_key)
-
-
 def _guard_denial(partner_key: str, row: _Row | None, retry_after: int) -> Decision:
     """The tripped guard's 429, counted for the credential when it is known.
 
@@ -433,7 +428,7 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
     metrics.warm_lookup(warm is not None)
     failures, tripped = 0, None
     if warm is None:
-        failures, tripped = _guard(partner_key)
+        failures, tripped = ratelimit.guard_check(partner_key)
         if tripped is not None and not shared_warm.enabled():
             return _guard_denial(partner_key, None, tripped)
     row = _load(partner_key)
@@ -441,7 +436,7 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
         # Verified for a row that has changed since (rotated, or gone): that proves nothing now.
         warm_cache.forget(partner_key, *warm)
         warm = None
-        failures, tripped = _guard(partner_key)
+        failures, tripped = ratelimit.guard_check(partner_key)
     if warm is None:
         denial = _check_cold(partner_key, secret, row, failures, tripped)
         if denial is not None:
