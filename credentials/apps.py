@@ -5,3 +5,6 @@ class CredentialsConfig(AppConfig):
     name = "credentials"
     verbose_name = "Partner credentials"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import signin  # noqa: F401  (connects the operator sign-in events)
