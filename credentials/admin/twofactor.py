@@ -24,12 +24,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from .. import twofactor
 from ..signin import request_actor
-from .common import no_store
 
 
 class OperatorSignInForm(AdminAuthenticationForm):
@@ -78,8 +78,17 @@ admin.site.login_template = "admin/operator_login.html"
 
 
 def _page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+    """A page of this family, kept out of caches (it may show a key or codes).
+
+    Not ``no_store``'s ``Referrer-Policy: no-referrer``: the page posts forms, and a browser
+    then sends ``Origin: null``, which CSRF protection refuses. The site-wide ``same-origin``
+    policy already keeps the URL from other sites.
+    """
     context = {**admin.site.each_context(request), "title": "Two-factor sign-in", **context}
-    return no_store(render(request, template, context, status=status))
+    response = render(request, template, context, status=status)
+    add_never_cache_headers(response)
+    response["Pragma"] = "no-cache"
+    return response
 
 
 def _enrolment(request, device, *, error: str = "", status: int = 200) -> HttpResponse:
