@@ -254,7 +254,11 @@ def _signed_in(sender, request, user, **kwargs):
         return
     request.session[SIGNED_IN_AT] = int(time.time())
     device = getattr(user, "otp_device", None)
-    details = {"second_factor": type(device).__name__ if device is not None else "none"}
+    if device is None:
+        factor = "none"
+    else:
+        factor = "recovery_code" if getattr(device, "is_recovery_codes", False) else "totp"
+    details = {"second_factor": factor}
     actor = request_actor(request, user)
     now = timezone.now()
     audit.record(actor=actor, action=AuditEvent.Action.OPERATOR_SIGNED_IN, now=now, details=details)

@@ -91,7 +91,7 @@ def test_sign_in_with_a_totp_code(client, olga):
     assert signed_in(response)
     assert client.get(reverse("admin:index")).status_code == 200
     event = AuditEvent.objects.get(action="operator.signed_in")
-    assert event.details == {"second_factor": "OperatorTOTPDevice"}
+    assert event.details == {"second_factor": "totp"}
 
 
 def test_a_totp_code_is_refused_the_second_time(client, olga):
@@ -122,6 +122,8 @@ def test_sign_in_with_a_recovery_code_once(client, olga):
     assert client.get(reverse("admin:index")).status_code == 200
     used = AuditEvent.objects.get(action="operator.recovery_code_used")
     assert used.details == {"codes_left": 9}
+    signed = AuditEvent.objects.get(action="operator.signed_in")
+    assert signed.details == {"second_factor": "recovery_code"}
     client.logout()
     assert not signed_in(sign_in(client, "olga", PASSWORD, code=codes[3]))
     assert signed_in(sign_in(client, "olga", PASSWORD, code=codes[4]))
