@@ -283,7 +283,8 @@ def _sign_in_failed(sender, credentials, request=None, **kwargs):
     elif reason := getattr(request, "klikit_failure", None):
         details["refused"] = reason
     audit.record(
-        actor=request_actor(request),
+        # Anonymous at the sign-in form; the operator when a password re-check fails.
+        actor=request_actor(request, getattr(request, "user", None)),
         action=AuditEvent.Action.OPERATOR_SIGN_IN_FAILED,
         now=timezone.now(),
         details=details,

@@ -211,6 +211,8 @@ def test_regenerating_recovery_codes_needs_the_password(client, olga):
     _, old_codes = _verified(client, olga)
     refused = client.post(TWO_FACTOR, {"action": "regenerate", "password": "wrong"})
     assert refused.status_code == 400
+    failed = AuditEvent.objects.get(action="operator.sign_in_failed")
+    assert (failed.actor, failed.details) == (olga, {"username": "olga"})
     response = client.post(TWO_FACTOR, {"action": "regenerate", "password": PASSWORD})
     new_codes = _codes_on_page(response)
     assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
