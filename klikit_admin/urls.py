@@ -4,11 +4,14 @@ from django.contrib import admin
 from django.urls import path
 
 from credentials import api, metrics_view
+from credentials.admin import twofactor
 
 urlpatterns = [
     # The gateway's endpoints (and a JSON 404 for anything else under /api/).
     *api.urlpatterns,
     path("metrics", metrics_view.scrape, name="metrics"),
+    # An operator's second factor: enrolment, then management (credentials/admin/twofactor.py).
+    path("operator/two-factor/", twofactor.two_factor, name="operator_two_factor"),
     # The console's catch-all must stay last.
     path("", admin.site.urls),
 ]

@@ -239,7 +239,12 @@ def test_nothing_is_stored_when_the_form_is_shown(client, issuer):
     client.get(reverse(ADD))
     assert not FormSubmission.objects.exists()
     [session] = Session.objects.all()
-    assert set(session.get_decoded()) <= {"_auth_user_id", "_auth_user_backend", "_auth_user_hash"}
+    assert set(session.get_decoded()) <= {
+        "_auth_user_id",
+        "_auth_user_backend",
+        "_auth_user_hash",
+        "klikit_signed_in_at",  # when it signed in (the session's absolute lifetime)
+    }
 
 
 def test_a_submission_is_recorded_with_what_it_produced_and_old_rows_are_purged(
@@ -321,12 +326,12 @@ def test_audit_event_records_the_operator_request_and_address(client, issuer, bu
     client.post(
         reverse(ADD),
         {**_form(business), "once": token},
-        HTTP_X_REQUEST_ID="req-console-1",
+        HTTP_X_REQUEST_ID="req_0b5e4c1a-7d2f-4e8a-9c3b-1f2e3d4c5b6a",
         REMOTE_ADDR="10.1.2.3",
     )
     event = AuditEvent.objects.get(action="credential.issued")
     assert event.actor == issuer
-    assert event.request_id == "req-console-1"
+    assert event.request_id == "req_0b5e4c1a-7d2f-4e8a-9c3b-1f2e3d4c5b6a"
     assert event.source_ip == "10.1.2.3"
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-import uuid
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -12,10 +10,9 @@ from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_variables
 
-from .. import crypto, services
+from .. import crypto, origin, services
 from ..models import Credential
-
-_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+from ..origin import client_address
 
 
 def short_datetime(value: dt.datetime | None) -> str:
@@ -26,20 +23,15 @@ def short_datetime(value: dt.datetime | None) -> str:
 
 
 def request_id(request: HttpRequest) -> str:
-    """The id a proxy gave this request (X-Request-ID), or a new one."""
-    if getattr(request, "request_id", None):  # the one its log line carries (request_log.py)
-        return request.request_id
-    given = request.headers.get("X-Request-ID", "")
-    if _REQUEST_ID_RE.fullmatch(given):
-        return given
-    return uuid.uuid4().hex
+    """This request's id (the gateway's when it has the gateway's format, else a new one)."""
+    return origin.request_id(request)
 
 
 def actor_for(request: HttpRequest) -> services.Actor:
     return services.Actor.for_user(
         request.user,
         request_id=request_id(request),
-        source_ip=request.META.get("REMOTE_ADDR") or None,
+        source_ip=client_address(request),
     )
 
 

@@ -10,10 +10,13 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
+from .lockouts import LockoutsMixin
+from .twofactor import TwoFactorResetMixin
+
 User = get_user_model()
 
 
-class OperatorAdmin(UserAdmin):
+class OperatorAdmin(TwoFactorResetMixin, LockoutsMixin, UserAdmin):
     list_display = ["username", "email", "roles", "is_active", "is_staff", "last_login"]
     list_filter = ["is_active", "is_staff", "is_superuser", "groups"]
 
