@@ -26,7 +26,7 @@ from ..models import Credential
 from . import once
 from .common import actor_for, no_store, render_secret_once, short_datetime
 from .filters import ExpiryFilter, ScopeFilter
-from .mixins import ServiceWritesMixin
+from .mixins import FilterLookupsOnly, ServiceWritesMixin
 
 AUDIT_TRAIL_LENGTH = 25
 
@@ -50,7 +50,7 @@ REVOCATION_FIELDSET = ("Revocation", {"fields": ["revoked_at", "revoked_by", "re
 
 
 @admin.register(Credential)
-class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
+class CredentialAdmin(FilterLookupsOnly, ServiceWritesMixin, admin.ModelAdmin):
     list_display = [
         "partner_key",
         "business",

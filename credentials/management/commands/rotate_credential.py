@@ -30,7 +30,7 @@ class Command(BaseCommand):
 
     @sensitive_variables("secret")
     def handle(self, *args, **options) -> None:
-        actor = resolve_actor(options["actor"])
+        actor = resolve_actor(options["actor"], permission="credentials.rotate_credential")
         credential = get_credential(options["partner_key"])
         with domain_errors():
             secret = services.credential_rotate(actor=actor, credential=credential)
