@@ -18,6 +18,9 @@ from .. import roles
 User = get_user_model()
 NO_ROLE = ""
 NO_ROLE_LABEL = "No role: cannot sign in to the console"
+# Fields that grant rights. Posted to a form that does not offer them, they are an attempt to
+# climb, refused with 403 rather than silently dropped.
+PRIVILEGE_FIELDS = ("is_superuser", "is_staff", "groups", "user_permissions")
 
 
 def role_choices(actor, *, allow_none: bool) -> list[tuple[str, str]]:
@@ -55,6 +58,9 @@ class _RoleMixin:
         offered = {choice for choice, _ in self.fields["role"].choices}
         if value in roles.ROLE_NAMES and value not in offered:
             raise PermissionDenied(f"may not grant the role {value}")
+        for name in PRIVILEGE_FIELDS:
+            if self.add_prefix(name) in self.data and name not in self.fields:
+                raise PermissionDenied(f"{name} is not offered on this page")
         return super().clean()
 
 
