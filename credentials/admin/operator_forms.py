@@ -8,6 +8,7 @@ is refused with 403 rather than quietly ignored.
 from __future__ import annotations
 
 from django import forms
+from django.contrib.admin.widgets import AdminRadioSelect
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 from django.core.exceptions import PermissionDenied
@@ -69,7 +70,7 @@ class OperatorCreationForm(_RoleMixin, UserCreationForm):
 
     allow_no_role = False
     role = forms.ChoiceField(
-        widget=forms.RadioSelect,
+        widget=AdminRadioSelect(attrs={"class": "radiolist"}),
         help_text="Staff access to the console follows from the role.",
     )
 
@@ -90,7 +91,7 @@ class OperatorCreationForm(_RoleMixin, UserCreationForm):
 
 class OperatorChangeForm(_RoleMixin, UserChangeForm):
     role = forms.ChoiceField(
-        widget=forms.RadioSelect,
+        widget=AdminRadioSelect(attrs={"class": "radiolist"}),
         required=False,
         help_text="To take an operator's access away, prefer un-ticking \u201cactive\u201d: "
         "the account keeps its name in the audit log and its sessions end.",
