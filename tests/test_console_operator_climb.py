@@ -238,3 +238,32 @@ def test_superuser_may_manage_a_superuser_and_grant_the_flag(client):
     assert viewer.is_superuser and viewer.is_staff
     assert client.get(reverse("admin:auth_user_change", args=[other.pk])).status_code == 200
     assert AuditEvent.objects.filter(action="operator.updated").count() == 1
+
+
+def test_bulk_delete_is_not_offered_and_a_hand_posted_one_deletes_nothing(client):
+    root = make_superuser()
+    viewer = make_operator("vee", "Viewer")
+    client.force_login(make_operator("sec", "Security admin"))
+    page = client.get(reverse(CHANGELIST)).content.decode()
+    assert 'value="deactivate_selected"' in page
+    assert 'value="delete_selected"' not in page
+    before = operators_snapshot()
+    response = client.post(
+        reverse(CHANGELIST),
+        {"action": "delete_selected", ACTION_CHECKBOX_NAME: [root.pk, viewer.pk], "post": "yes"},
+    )
+    assert response.status_code in (302, 403)
+    assert operators_snapshot() == before
+
+
+def test_bulk_deactivate_with_one_operator_above_changes_no_one(client):
+    root = make_superuser()
+    viewer = make_operator("vee", "Viewer")
+    client.force_login(make_operator("sec", "Security admin"))
+    before = operators_snapshot()
+    response = client.post(
+        reverse(CHANGELIST),
+        {"action": "deactivate_selected", ACTION_CHECKBOX_NAME: [viewer.pk, root.pk], "index": 0},
+    )
+    assert response.status_code == 403
+    assert operators_snapshot() == before
