@@ -96,16 +96,24 @@ def held_permissions(user: AbstractBaseUser) -> set[str]:
     return _labels(direct) | _labels(via_groups)
 
 
-def may_manage(actor: AbstractBaseUser | None, target: AbstractBaseUser) -> bool:
+def may_manage(
+    actor: AbstractBaseUser | None,
+    target: AbstractBaseUser,
+    *,
+    actor_permissions: set[str] | None = None,
+) -> bool:
     """May `actor` change, reset the password of, deactivate or delete `target`?
 
-    ``None`` is the command line (whoever runs ``manage.py`` owns the database anyway).
+    ``None`` is the command line (whoever runs ``manage.py`` owns the database anyway). A
+    caller asking about many targets passes the actor's :func:`held_permissions` once.
     """
     if actor is None or actor.is_superuser:
         return True
     if target.is_superuser or (target.is_staff and not actor.is_staff):
         return False
-    return held_permissions(target) <= held_permissions(actor)
+    if actor_permissions is None:
+        actor_permissions = held_permissions(actor)
+    return held_permissions(target) <= actor_permissions
 
 
 def may_grant(

@@ -227,3 +227,24 @@ def test_services_refuse_a_climb_and_write_nothing():
         with pytest.raises(operators.Forbidden):
             attempt()
     assert operators_snapshot() == before
+
+
+def test_disabling_password_sign_in_is_recorded_and_a_conflicting_post_changes_nothing(
+    client, security
+):
+    viewer = make_operator("vee", "Viewer")
+    url = reverse("admin:auth_user_password_change", args=[viewer.pk])
+    before = operators_snapshot()
+    conflicting = {"usable_password": "false", "set-password": "Change password"}
+    assert client.post(url, conflicting).status_code == 302
+    assert operators_snapshot() == before
+
+    count = AuditEvent.objects.count()
+    response = client.post(url, {"usable_password": "false", "unset-password": "x"}, **HEADERS)
+    assert response.status_code == 302
+    event = only_new_event(count)
+    assert event.action == "operator.password_changed"
+    assert event.details["password_sign_in"] is False
+    assert_from_the_console(event, security)
+    viewer.refresh_from_db()
+    assert not viewer.has_usable_password()

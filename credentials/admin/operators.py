@@ -84,11 +84,12 @@ class OperatorAdmin(FilterLookupsOnly, ServiceWritesMixin, UserAdmin):
 
     def get_list_display(self, request):
         actor = request.user
+        mine = roles.held_permissions(actor)
 
         @admin.display(description="operator", ordering="username")
         def operator(user):
             # An operator above the viewer is named, not linked: their pages answer 403.
-            if not roles.may_manage(actor, user):
+            if not roles.may_manage(actor, user, actor_permissions=mine):
                 return user.get_username()
             url = reverse("admin:auth_user_change", args=[user.pk])
             return format_html('<a href="{}">{}</a>', url, user.get_username())
@@ -197,6 +198,10 @@ class OperatorAdmin(FilterLookupsOnly, ServiceWritesMixin, UserAdmin):
         form = self.change_password_form(user, request.POST or None)
         if request.method == "POST" and form.is_valid():
             usable = form.cleaned_data["set_usable_password"]
+            if not usable and "unset-password" not in request.POST:
+                # "Disabled" chosen but the "Change password" button pressed (no script).
+                self.message_user(request, "Conflicting choices; try again.", messages.ERROR)
+                return HttpResponseRedirect(request.get_full_path())
             try:
                 user = operators.operator_set_password(
                     actor=actor_for(request),
