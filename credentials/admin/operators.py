@@ -29,7 +29,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
 from .. import operators, roles
-from .common import actor_for
+from .common import actor_for, short_datetime
 from .mixins import FilterLookupsOnly, ServiceWritesMixin
 from .operator_forms import NO_ROLE, OperatorChangeForm, OperatorCreationForm
 
@@ -47,12 +47,28 @@ PERSONAL = ("Personal info", {"fields": ["first_name", "last_name", "email"]})
 DATES = ("Dates (UTC)", {"fields": ["last_login", "date_joined"]})
 
 
+class RoleFilter(admin.SimpleListFilter):
+    title = "role"
+    parameter_name = "role"
+    NONE = "-"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in roles.ROLE_NAMES] + [(self.NONE, "No role")]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.NONE:
+            return queryset.filter(groups__isnull=True)
+        if self.value() in roles.ROLE_NAMES:
+            return queryset.filter(groups__name=self.value())
+        return queryset
+
+
 class OperatorAdmin(FilterLookupsOnly, ServiceWritesMixin, UserAdmin):
     add_form = OperatorCreationForm
     form = OperatorChangeForm
     add_fieldsets = [(None, {"fields": ["username", "email", "role", "password1", "password2"]})]
     readonly_fields = ["last_login", "date_joined"]
-    list_filter = ["is_active", "groups"]
+    list_filter = ["is_active", RoleFilter]
     ordering = ["username"]
     actions = ["deactivate_selected"]
 
@@ -94,10 +110,18 @@ class OperatorAdmin(FilterLookupsOnly, ServiceWritesMixin, UserAdmin):
             url = reverse("admin:auth_user_change", args=[user.pk])
             return format_html('<a href="{}">{}</a>', url, user.get_username())
 
-        return [operator, "email", "role_display", "is_active", "last_login"]
+        return [operator, "email", "role_display", "is_active", "last_sign_in"]
 
     def get_list_display_links(self, request, list_display):
         return None
+
+    @admin.display(description="last sign-in (UTC)", ordering="last_login")
+    def last_sign_in(self, user) -> str:
+        return short_datetime(user.last_login)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": "Operators", **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="role")
     def role_display(self, user) -> str:

@@ -75,6 +75,8 @@ def test_add_an_operator_of_each_role_and_sign_in_as_each(chromium, console, liv
     for role in EXPECTED:
         add_operator(console, role.lower().replace(" ", "-") + "-new", role)
     console.screenshot("operator-change")
+    console.goto("/auth/user/")
+    console.screenshot("operators-list")
     created = AuditEvent.objects.filter(action="operator.created")
     assert sorted(event.details["groups"][0] for event in created) == sorted(EXPECTED)
 
@@ -106,6 +108,7 @@ def test_role_pages_say_in_words_what_each_role_may_do(console):
     console.page.click("text=Issuer")
     page_text = console.page.inner_text("#content-main")
     assert "rotate a credential's secret" in page_text
+    console.screenshot("role-page")
     # Raw permissions are for superusers only.
     assert console.page.locator("[name=permissions]").count() == 0
     assert "credentials | credential" not in page_text
