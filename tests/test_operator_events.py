@@ -248,3 +248,14 @@ def test_disabling_password_sign_in_is_recorded_and_a_conflicting_post_changes_n
     assert_from_the_console(event, security)
     viewer.refresh_from_db()
     assert not viewer.has_usable_password()
+
+
+def test_services_refuse_deactivating_or_deleting_oneself():
+    me = make_operator("sec", "Security admin")
+    actor = Actor.for_user(me)
+    before = operators_snapshot()
+    with pytest.raises(operators.InvalidInput, match="yourself"):
+        operators.operator_update(actor=actor, operator=me, is_active=False)
+    with pytest.raises(operators.InvalidInput, match="yourself"):
+        operators.operator_delete(actor=actor, operator=me)
+    assert operators_snapshot() == before

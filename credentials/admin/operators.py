@@ -157,6 +157,12 @@ class OperatorAdmin(FilterLookupsOnly, ServiceWritesMixin, UserAdmin):
             access += ["is_superuser", "user_permissions"]
         return [PROFILE, PERSONAL, ("Access", {"fields": access}), DATES]
 
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.pk == request.user.pk:
+            readonly.append("is_active")  # nobody deactivates themselves by accident
+        return readonly
+
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
         return type(form.__name__, (form,), {"actor": request.user})
@@ -178,6 +184,7 @@ class OperatorAdmin(FilterLookupsOnly, ServiceWritesMixin, UserAdmin):
             changes = {
                 field: data[field]
                 for field in ["username", "first_name", "last_name", "email", "is_active"]
+                if field in data
             }
             changes["role"] = data["role"] if data["role"] != NO_ROLE else None
             if "is_superuser" in data:
