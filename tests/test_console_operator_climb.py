@@ -269,3 +269,21 @@ def test_bulk_deactivate_with_one_operator_above_changes_no_one(client):
     )
     assert response.status_code == 403
     assert operators_snapshot() == before
+
+
+def test_every_operator_url_with_an_id_refuses_a_security_admin_for_a_superuser(client):
+    # Listed from the admin's own URL patterns, so a page added later cannot be forgotten.
+    from django.contrib import admin
+
+    root = make_superuser()
+    client.force_login(make_operator("sec", "Security admin"))
+    patterns = admin.site._registry[User].get_urls()
+    named = [p.name for p in patterns if p.name and "<" in str(p.pattern)]
+    assert {"auth_user_change", "auth_user_delete", "auth_user_history"} <= set(named)
+    assert "auth_user_password_change" in named
+    before = operators_snapshot()
+    for name in named:
+        url = reverse(f"admin:{name}", args=[root.pk])
+        assert client.get(url).status_code == 403, name
+        assert client.post(url, {"post": "yes", **password_form()}).status_code == 403, name
+    assert operators_snapshot() == before
