@@ -220,9 +220,10 @@ def test_only_security_admins_manage_operators(client, ctx):
         url,
         {
             "username": "newop",
+            "email": "newop@klikit.test",
+            "role": "Viewer",
             "password1": "A-long-pass-phrase-1",
             "password2": "A-long-pass-phrase-1",
-            "usable_password": "true",
         },
     )
     assert response.status_code == 302

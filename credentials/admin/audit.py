@@ -29,7 +29,8 @@ from django.utils.html import format_html
 from .. import audit, audit_verify
 from ..models import AuditEvent
 from .common import actor_for
-from .filters import ActorFilter, CredentialFilter, DateRangeFilter
+from .filters import ActorFilter, CredentialFilter, DateRangeFilter, OperatorFilter
+from .mixins import FilterLookupsOnly
 
 EXPORT_CHUNK_SIZE = 2000
 CSV_COLUMNS = [
@@ -91,7 +92,7 @@ def csv_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(FilterLookupsOnly, admin.ModelAdmin):
     list_display = [
         "when",
         "action",
@@ -101,7 +102,14 @@ class AuditEventAdmin(admin.ModelAdmin):
         "source_ip",
     ]
     list_display_links = ["when"]
-    list_filter = ["action", ActorFilter, "business", CredentialFilter, DateRangeFilter]
+    list_filter = [
+        "action",
+        ActorFilter,
+        "business",
+        CredentialFilter,
+        OperatorFilter,
+        DateRangeFilter,
+    ]
     list_select_related = ["business", "credential"]
     search_fields = ["actor_username", "credential__partner_key", "business__name", "request_id"]
     search_help_text = "Actor, partner key, business name or request id."

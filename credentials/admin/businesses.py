@@ -14,11 +14,11 @@ from .. import services
 from ..forms import BusinessForm
 from ..models import Business
 from .common import actor_for, short_datetime
-from .mixins import ServiceWritesMixin
+from .mixins import FilterLookupsOnly, ServiceWritesMixin
 
 
 @admin.register(Business)
-class BusinessAdmin(ServiceWritesMixin, admin.ModelAdmin):
+class BusinessAdmin(FilterLookupsOnly, ServiceWritesMixin, admin.ModelAdmin):
     form = BusinessForm
     list_display = ["business_id", "name", "credential_count", "created"]
     list_display_links = ["business_id", "name"]

@@ -28,7 +28,7 @@ from . import once
 from .common import actor_for, no_store, render_secret_once, short_datetime
 from .cutover import CutoverAdminMixin
 from .filters import CutoverFilter, ExpiryFilter, ScopeFilter
-from .mixins import ServiceWritesMixin
+from .mixins import FilterLookupsOnly, ServiceWritesMixin
 
 AUDIT_TRAIL_LENGTH = 25
 
@@ -59,7 +59,7 @@ REVOCATION_FIELDSET = ("Revocation", {"fields": ["revoked_at", "revoked_by", "re
 
 
 @admin.register(Credential)
-class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
+class CredentialAdmin(CutoverAdminMixin, FilterLookupsOnly, ServiceWritesMixin, admin.ModelAdmin):
     list_display = [
         "partner_key",
         "business",

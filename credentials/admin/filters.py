@@ -119,6 +119,32 @@ class CredentialFilter(admin.SimpleListFilter):
         return queryset.filter(credential_id=int(value))
 
 
+class OperatorFilter(admin.SimpleListFilter):
+    """Events about one operator account (``details.operator_id``). Set from its history link."""
+
+    title = "operator"
+    parameter_name = "operator"
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        if value and value.isdigit():
+            name = get_user_model().objects.filter(pk=value).values_list("username", flat=True)
+            if name.first():
+                return [(value, name.first())]
+        return []
+
+    def has_output(self):
+        return self.value() is not None
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters("operator must be an id")
+        return queryset.filter(details__operator_id=int(value))
+
+
 class DateRangeFilter(admin.ListFilter):
     """From/to dates (inclusive, UTC) on `occurred_at`, entered as two date inputs."""
 
@@ -127,6 +153,7 @@ class DateRangeFilter(admin.ListFilter):
     field = "occurred_at"
     parameter_from = "occurred_from"
     parameter_to = "occurred_to"
+    lookup_parameters = (parameter_from, parameter_to)
 
     def __init__(self, request, params, model, model_admin):
         super().__init__(request, params, model, model_admin)

@@ -18,7 +18,7 @@ class Command(BaseCommand):
         add_actor_argument(parser)
 
     def handle(self, *args, **options) -> None:
-        actor = resolve_actor(options["actor"])
+        actor = resolve_actor(options["actor"], permission="credentials.revoke_credential")
         credential = get_credential(options["partner_key"])
         with domain_errors():
             credential = services.credential_revoke(
