@@ -24,7 +24,7 @@ from tests.operator_support import NEW_PASSWORD, User, make_superuser, operators
 
 pytestmark = pytest.mark.django_db
 
-REQUEST_ID = "req_operator_events_1"
+REQUEST_ID = "req_0b5e4c7a-1f2d-4e3b-9a8c-7d6e5f4a3b21"  # the gateway's format (origin.py)
 ADDRESS = "203.0.113.9"
 HEADERS = {"HTTP_X_REQUEST_ID": REQUEST_ID, "REMOTE_ADDR": ADDRESS}
 
