@@ -333,4 +333,15 @@ class OperatorSessionMiddleware:
                 if request.method in ("GET", "HEAD"):
                     return redirect("operator_two_factor")
                 return HttpResponse("Set up two-factor sign-in first.", status=403)
-        return self.get_response(request)
+        response = self.get_response(request)
+        if (
+            settings.OPERATOR_2FA_REQUIRED
+            and request.method == "POST"
+            and response.status_code == 302
+            and request.path == reverse("admin:login")
+            and request.user.is_authenticated
+            and getattr(request.user, "otp_device", None) is None
+        ):
+            # Signed in with the password alone: straight to enrolment, not to `next`.
+            response["Location"] = reverse("operator_two_factor")
+        return response
