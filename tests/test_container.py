@@ -24,6 +24,7 @@ from tests.ops_helpers import (
     documented_environment,
     fill_placeholders,
     header,
+    healthy,
     json_lines,
     placeholder_values,
     request,
@@ -204,6 +205,7 @@ def test_entrypoint_migrates_then_serves_console_static_files_metrics_and_json_l
         ready = request(port, "GET", "/api/v1/health/ready")
         assert ready[0] == 200
 
+    assert not healthy(port), "the HEALTHCHECK fails once the server is gone"
     log = log_path.read_text()
     assert "Applying" not in log, "serve must never migrate"
     records = json_lines(log)
