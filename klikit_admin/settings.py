@@ -262,7 +262,8 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 # Where partners call the klikit API; used in the example shown with a new secret.
-PARTNER_API_BASE_URL = env.str("PARTNER_API_BASE_URL", default="https://api.klikit.example")
+# Unset (the default): the page showing a new secret gives no example request.
+PARTNER_API_BASE_URL = env.str("PARTNER_API_BASE_URL", default="")
 
 # --- Internationalisation, static files -----------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -304,3 +305,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# --- Console: misuse counts and incident actions (issue 12) ---------------------------------
+# The longest a gateway worker holds a misuse count before writing it, even with no further
+# request (a background thread per process writes what is due).
+USAGE_FLUSH_SECONDS = env_int("USAGE_FLUSH_SECONDS", 60, minimum=1, maximum=3600)
+USAGE_FLUSH_THREAD = env_bool("USAGE_FLUSH_THREAD", True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 
@@ -15,8 +14,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from ..audit_summary import summarize, utc
 from ..models import AuditEvent
-from .filters import ActorFilter, CredentialFilter, DateRangeFilter
+from .filters import ActorFilter, BusinessFilter, CredentialFilter, DateRangeFilter
 
 EXPORT_CHUNK_SIZE = 2000
 CSV_COLUMNS = [
@@ -29,6 +29,7 @@ CSV_COLUMNS = [
     "request_id",
     "source_ip",
     "details",
+    "summary",
 ]
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -64,6 +65,7 @@ def csv_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
                     event.request_id,
                     event.source_ip,
                     details,
+                    summarize(event.action, event.details),
                 )
             ]
         )
@@ -74,13 +76,14 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_display = [
         "when",
         "action",
-        "actor_username",
+        "summary",
+        "actor_display",
         "business_link",
         "credential_link",
         "source_ip",
     ]
     list_display_links = ["when"]
-    list_filter = ["action", ActorFilter, "business", CredentialFilter, DateRangeFilter]
+    list_filter = ["action", ActorFilter, BusinessFilter, CredentialFilter, DateRangeFilter]
     list_select_related = ["business", "credential"]
     search_fields = ["actor_username", "credential__partner_key", "business__name", "request_id"]
     search_help_text = "Actor, partner key, business name or request id."
@@ -90,9 +93,10 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_per_page = 100
     actions = None
     fields = [
-        "occurred_at",
+        "when",
         "action",
-        "actor_username",
+        "summary",
+        "actor_display",
         "business_link",
         "credential_link",
         "request_id",
@@ -113,7 +117,15 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="when (UTC)", ordering="occurred_at")
     def when(self, event: AuditEvent) -> str:
-        return event.occurred_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return utc(event.occurred_at)
+
+    @admin.display(description="what happened")
+    def summary(self, event: AuditEvent) -> str:
+        return summarize(event.action, event.details)
+
+    @admin.display(description="actor", ordering="actor_username")
+    def actor_display(self, event: AuditEvent) -> str:
+        return event.actor_username
 
     @admin.display(description="business", ordering="business__business_id")
     def business_link(self, event: AuditEvent):

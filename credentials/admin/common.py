@@ -19,10 +19,10 @@ _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def short_datetime(value: dt.datetime | None) -> str:
-    """A compact UTC timestamp for list columns (the locale's long format wraps)."""
+    """A UTC timestamp to the second for list columns (the column's title says UTC)."""
     if value is None:
         return "-"
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def request_id(request: HttpRequest) -> str:

@@ -8,60 +8,66 @@ templates only hide what the server refuses anyway. Every write is a service cal
 
 from __future__ import annotations
 
-import json
-
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from .. import services
+from .. import misuse, services
+from ..audit_summary import summarize, utc
 from ..forms import CredentialEditForm, CredentialIssueForm, RevokeForm, RotateForm
 from ..models import Credential
 from . import once
 from .common import actor_for, no_store, render_secret_once, short_datetime
-from .filters import ExpiryFilter, ScopeFilter
+from .filters import BusinessFilter, ExpiryFilter, RecentFailuresFilter, ScopeFilter
 from .mixins import ServiceWritesMixin
 
 AUDIT_TRAIL_LENGTH = 25
 
 sensitive_post = method_decorator(sensitive_post_parameters())
 
-USAGE_FIELDS = [
-    "last_used_at",
-    "failed_secret_count",
-    "failed_revoked_count",
-    "failed_scope_count",
-    "failed_rate_limited_count",
-    "last_failure_at",
-    "last_failure_reason",
-]
-SECRET_FIELDS = ["secret_version", "created_at", "created_by", "rotated_at", "rotated_by"]
+USAGE_FIELDS = ["last_used", "misuse_display", "last_failure"]
+SECRET_FIELDS = ["secret_version", "created", "created_by", "rotated", "rotated_by"]
 DETAIL_FIELDSETS = [
     ("Usage and misuse", {"fields": USAGE_FIELDS}),
     ("Secret", {"fields": SECRET_FIELDS}),
 ]
-REVOCATION_FIELDSET = ("Revocation", {"fields": ["revoked_at", "revoked_by", "revoke_reason"]})
+REVOCATION_FIELDSET = ("Revocation", {"fields": ["revoked", "revoked_by", "revoke_reason"]})
+OPERATOR_FIELDS = {"created_by", "rotated_by", "revoked_by"}
+
+
+def _operator_names_only(fieldsets: list) -> list:
+    """The same fieldsets with operators as plain names (for who may not open operator pages)."""
+    named = [
+        (title, [f"{f}_name" if f in OPERATOR_FIELDS else f for f in opts["fields"]], opts)
+        for title, opts in fieldsets
+    ]
+    return [(title, {**opts, "fields": fields}) for title, fields, opts in named]
 
 
 @admin.register(Credential)
 class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
     list_display = [
-        "partner_key",
+        "partner_key_cell",
         "business",
         "label",
         "scopes_display",
         "status_display",
+        "expires",
+        "failures_24h",
         "last_used",
         "created",
     ]
+    list_display_links = None  # the partner key cell links itself, beside its copy button
     list_select_related = ["business"]
-    list_filter = ["status", ScopeFilter, ExpiryFilter, "business"]
+    list_filter = ["status", RecentFailuresFilter, ScopeFilter, ExpiryFilter, BusinessFilter]
     search_fields = ["partner_key", "label", "business__name", "=business__business_id"]
     search_help_text = "Partner key, label, business name or klikit business id."
     show_full_result_count = False
@@ -78,7 +84,11 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         *USAGE_FIELDS,
         *SECRET_FIELDS,
         *REVOCATION_FIELDSET[1]["fields"],
+        *(f"{name}_name" for name in sorted(OPERATOR_FIELDS)),
     ]
+
+    def get_queryset(self, request):
+        return misuse.with_recent_failures(super().get_queryset(request))
 
     # --- permissions: the templates ask these, and so does every view ---------------------
 
@@ -108,13 +118,71 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         state = "revoked" if obj.is_revoked else "expired" if obj.is_expired() else "active"
         return format_html('<span class="status status-{}">{}</span>', state, state)
 
+    @admin.display(description="partner key", ordering="partner_key")
+    def partner_key_cell(self, obj: Credential) -> str:
+        url = self._change_url(obj)
+        return format_html(
+            '<a href="{}"><code class="partner-key" id="pk-{}">{}</code></a>'
+            '<button type="button" class="console-copy console-copy-small" data-copy="pk-{}"'
+            ' aria-label="Copy partner key {}">Copy</button>',
+            url,
+            obj.pk,
+            obj.partner_key,
+            obj.pk,
+            obj.partner_key,
+        )
+
+    @admin.display(description="expires (UTC)", ordering="expires_at")
+    def expires(self, obj: Credential) -> str:
+        return short_datetime(obj.expires_at) if obj.expires_at else "never"
+
+    @admin.display(description="failures (24 h)", ordering="failures_24h")
+    def failures_24h(self, obj: Credential) -> str:
+        count = getattr(obj, "failures_24h", 0)
+        if not count:
+            return "0"
+        return format_html('<span class="console-misuse">{}</span>', count)
+
     @admin.display(description="last used (UTC)", ordering="last_used_at")
     def last_used(self, obj: Credential) -> str:
-        return short_datetime(obj.last_used_at)
+        return short_datetime(obj.last_used_at) if obj.last_used_at else "never"
 
     @admin.display(description="created (UTC)", ordering="created_at")
     def created(self, obj: Credential) -> str:
         return short_datetime(obj.created_at)
+
+    @admin.display(description="rotated (UTC)")
+    def rotated(self, obj: Credential) -> str:
+        return short_datetime(obj.rotated_at) if obj.rotated_at else "never"
+
+    @admin.display(description="revoked (UTC)")
+    def revoked(self, obj: Credential) -> str:
+        return short_datetime(obj.revoked_at)
+
+    @admin.display(description="last failure")
+    def last_failure(self, obj: Credential) -> str:
+        if obj.last_failure_at is None:
+            return "none"
+        return f"{misuse.reason_words(obj.last_failure_reason)}, {utc(obj.last_failure_at)}"
+
+    @admin.display(description="refused requests")
+    def misuse_display(self, obj: Credential) -> str:
+        return render_to_string(
+            "admin/credentials/credential/_misuse.html",
+            {"misuse": misuse.for_credential(obj), "flush_seconds": settings.USAGE_FLUSH_SECONDS},
+        )
+
+    @admin.display(description="created by")
+    def created_by_name(self, obj: Credential) -> str:
+        return obj.created_by.get_username() if obj.created_by else "-"
+
+    @admin.display(description="rotated by")
+    def rotated_by_name(self, obj: Credential) -> str:
+        return obj.rotated_by.get_username() if obj.rotated_by else "-"
+
+    @admin.display(description="revoked by")
+    def revoked_by_name(self, obj: Credential) -> str:
+        return obj.revoked_by.get_username() if obj.revoked_by else "-"
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {"title": "Credentials", **(extra_context or {})}
@@ -130,6 +198,8 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         fieldsets = [(None, {"fields": main}), *DETAIL_FIELDSETS]
         if obj is not None and obj.is_revoked:
             fieldsets.insert(1, REVOCATION_FIELDSET)
+        if not request.user.has_perm("auth.view_user"):
+            fieldsets = _operator_names_only(fieldsets)
         return fieldsets
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -144,7 +214,7 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         return {
             "can_rotate": self.has_rotate_permission(request, credential),
             "can_revoke": self.has_revoke_permission(request, credential),
-            "audit_trail": [(event, json.dumps(event.details, sort_keys=True)) for event in events],
+            "audit_trail": [(event, summarize(event.action, event.details)) for event in events],
             "audit_trail_url": _audit_url(credential),
             "show_save_and_add_another": False,  # "add" is issuing, not a form to repeat
         }
