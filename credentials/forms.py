@@ -143,3 +143,36 @@ class RevokeForm(TypedPartnerKeyForm):
         if not reason:
             raise forms.ValidationError("A reason is required.")
         return reason
+
+
+class RevokeAllForm(forms.Form):
+    """An incident: revoke every credential of a business, confirmed by typing its id."""
+
+    reason = forms.CharField(
+        max_length=services.MAX_REASON_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Recorded in the audit log of every credential, e.g. 'partner server breached'.",
+    )
+    confirm_business_id = forms.CharField(
+        label="Type the business id to confirm",
+        max_length=20,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "inputmode": "numeric"}
+        ),
+    )
+
+    def __init__(self, *args, business: Business, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.business = business
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required.")
+        return reason
+
+    def clean_confirm_business_id(self):
+        typed = self.cleaned_data["confirm_business_id"].strip()
+        if typed != str(self.business.business_id):
+            raise forms.ValidationError("This is not the id of this business.")
+        return typed

@@ -116,9 +116,7 @@ def test_a_secret_rotated_away_is_told_apart_from_a_wrong_one(
         assert verify(client, basic(credential.partner_key, old)).status_code == 401
     verify(client, basic(credential.partner_key, crypto.generate_secret()))
     recorder.flush_due(force=True)
-    counts = {
-        r.reason: r.count for r in CredentialFailure.objects.filter(credential=credential)
-    }
+    counts = {r.reason: r.count for r in CredentialFailure.objects.filter(credential=credential)}
     assert counts == {"rotated_secret": 3, "wrong_secret": 1}
 
 
