@@ -78,10 +78,19 @@ class CredentialIssueForm(forms.Form):
     expires_at = ExpiryField()
     # The one-time token of this form (see credentials.admin.once).
     once = forms.CharField(widget=forms.HiddenInput)
+    # Shown (as a checkbox) only when the same business and label were issued moments ago.
+    confirm_duplicate = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["rate_limit_per_minute"].initial = settings.DEFAULT_RATE_LIMIT_PER_MINUTE
+
+    def ask_to_confirm_duplicate(self, message: str) -> None:
+        """Refuse this submission with `message`, offering a box to tick to issue anyway."""
+        field = self.fields["confirm_duplicate"]
+        field.widget = forms.CheckboxInput()
+        field.label = "Issue another credential anyway"
+        self.add_error(None, message)
 
     def clean_expires_at(self):
         return _clean_future(self.cleaned_data["expires_at"])

@@ -73,7 +73,8 @@ def render_secret_once(
             "credential": credential,
             "secret": secret,
             "authorization": crypto.authorization_value(credential.partner_key, secret),
-            "api_base_url": settings.PARTNER_API_BASE_URL.rstrip("/"),
+            # Only a configured address: an example against a placeholder host would not work.
+            "api_base_url": settings.PARTNER_API_BASE_URL,
         },
     )
     return no_store(response)

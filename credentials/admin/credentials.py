@@ -8,6 +8,8 @@ templates only hide what the server refuses anyway. Every write is a service cal
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -16,8 +18,10 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from .. import misuse, services
@@ -30,6 +34,8 @@ from .filters import BusinessFilter, ExpiryFilter, RecentFailuresFilter, ScopeFi
 from .mixins import ServiceWritesMixin
 
 AUDIT_TRAIL_LENGTH = 25
+# A second issue for the same business and label within this time asks for confirmation.
+DUPLICATE_WINDOW = dt.timedelta(minutes=10)
 
 sensitive_post = method_decorator(sensitive_post_parameters())
 
@@ -294,6 +300,8 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
             if form.is_valid():
                 try:
                     return self._issue(request, form)
+                except RecentDuplicate as exc:
+                    form.ask_to_confirm_duplicate(str(exc))
                 except services.DomainError as exc:
                     form.add_error(None, exc.message)
                 except once.InvalidToken as exc:
@@ -315,6 +323,8 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         data = form.cleaned_data
         with once.guard(request, data["once"], "issue") as outcome:
             if outcome.fresh:
+                if duplicate := _recent_duplicate(data):
+                    raise RecentDuplicate(duplicate)  # rolls back: the form may be sent again
                 credential, secret = services.credential_issue(
                     actor=actor_for(request),
                     business=data["business"],
@@ -423,6 +433,39 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         return reverse(
             f"{self.admin_site.name}:credentials_credential_change", args=[credential.pk]
         )
+
+
+class RecentDuplicate(Exception):
+    """The same business and label were issued moments ago: ask before issuing again."""
+
+
+def _recent_duplicate(data: dict) -> str | None:
+    """Why to ask before issuing: the same business and label were issued moments ago.
+
+    Going Back from the page showing a secret and submitting again must not issue a second live
+    credential by accident (a new visit to the form gets a new one-time token).
+    """
+    if data.get("confirm_duplicate"):
+        return None
+    now = timezone.now()
+    earlier = (
+        Credential.objects.filter(
+            business=data["business"],
+            label=data["label"],
+            created_at__gte=now - DUPLICATE_WINDOW,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if earlier is None:
+        return None
+    ago = now - earlier.created_at
+    when = "less than a minute" if ago.total_seconds() < 60 else timesince(earlier.created_at, now)
+    return (
+        f"{earlier.partner_key} was issued for this business with this label {when} ago. "
+        "Nothing was issued now. If you really need a second credential, tick the box below "
+        "and issue again."
+    )
 
 
 def _offer_new_token(request, form, purpose: str, message: str) -> None:

@@ -4,6 +4,16 @@
 "use strict";
 
 (function () {
+  // Screen readers hear what a button did through one polite live region (base_site.html).
+  function announce(text) {
+    var region = document.getElementById("console-announcer");
+    if (!region) {
+      return;
+    }
+    region.textContent = "";
+    window.setTimeout(function () { region.textContent = text; }, 50);
+  }
+
   function copy(button) {
     var target = document.getElementById(button.dataset.copy);
     if (!target) {
@@ -11,8 +21,10 @@
     }
     var text = target.textContent;
     var done = function () {
-      var label = button.textContent;
+      var label = button.dataset.label || button.textContent;
+      button.dataset.label = label;
       button.textContent = "Copied";
+      announce("Copied");
       window.setTimeout(function () { button.textContent = label; }, 1500);
     };
     if (navigator.clipboard && window.isSecureContext) {
