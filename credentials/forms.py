@@ -90,6 +90,7 @@ class CredentialIssueForm(forms.Form):
         field = self.fields["confirm_duplicate"]
         field.widget = forms.CheckboxInput()
         field.label = "Issue another credential anyway"
+        self._bound_fields_cache.pop("confirm_duplicate", None)
         self.add_error(None, message)
 
     def clean_expires_at(self):
@@ -102,10 +103,28 @@ class CredentialEditForm(forms.ModelForm):
     scopes = ScopesField()
     rate_limit_per_minute = RateLimitField()
     expires_at = ExpiryField()
+    # Shown (as a checkbox naming the scopes) only when a save would remove scopes.
+    confirm_scope_removal = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     class Meta:
         model = Credential
         fields = ["label", "scopes", "rate_limit_per_minute", "expires_at"]
+
+    def clean(self):
+        cleaned = super().clean()
+        removed = [s for s in self.instance.scopes if s not in cleaned.get("scopes", s)]
+        if removed and not cleaned.get("confirm_scope_removal"):
+            names = ", ".join(removed)
+            field = self.fields["confirm_scope_removal"]
+            field.widget = forms.CheckboxInput()
+            field.label = f"Yes, remove {names}"
+            self._bound_fields_cache.pop("confirm_scope_removal", None)  # render the new label
+            raise forms.ValidationError(
+                f"Removing {names}: the partner's requests that need "
+                f"{'it' if len(removed) == 1 else 'them'} will be refused from the next request "
+                "on. Tick the box to confirm, and save again."
+            )
+        return cleaned
 
     def clean_expires_at(self):
         value = self.cleaned_data["expires_at"]

@@ -194,6 +194,7 @@ def test_edit_changes_label_scopes_cap_and_expiry_through_the_service(client, is
             "scopes": ["stock:read"],
             "rate_limit_per_minute": 30,
             "expires_at": "2099-01-02T03:04",
+            "confirm_scope_removal": "on",
         },
     )
     assert response.status_code == 302

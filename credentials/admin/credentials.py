@@ -201,6 +201,8 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         main = ["partner_key", "business", "status_display", "label"]
         main += ["scopes" if editable else "scopes_display"]
         main += ["rate_limit_per_minute", "expires_at"]
+        if editable:
+            main += ["confirm_scope_removal"]
         fieldsets = [(None, {"fields": main}), *DETAIL_FIELDSETS]
         if obj is not None and obj.is_revoked:
             fieldsets.insert(1, REVOCATION_FIELDSET)
@@ -235,6 +237,13 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
             rate_limit_per_minute=data["rate_limit_per_minute"],
             expires_at=data["expires_at"],
         )
+
+    def response_change(self, request, obj):
+        """After Save, the credential's page again (not the list): the operator checks it."""
+        response = super().response_change(request, obj)
+        if response.status_code == 302 and "_continue" not in request.POST:
+            return HttpResponseRedirect(self._change_url(obj))
+        return response
 
     def history_view(self, request, object_id, extra_context=None):
         credential = self.get_object(request, object_id)
