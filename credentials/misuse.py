@@ -9,7 +9,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import (
+    Case,
+    FilteredRelation,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -99,8 +110,30 @@ def with_recent_failures(queryset: QuerySet, *, now: dt.datetime | None = None) 
         .annotate(total=Sum("count"))
         .values("total")
     )
+    # The correlated sum runs only for credentials in the (hashed, computed once) set of those
+    # refused recently, so sorting 100,000 credentials by it does not probe 100,000 times.
     return queryset.annotate(
-        failures_24h=Coalesce(Subquery(recent, output_field=IntegerField()), Value(0))
+        failures_24h=Case(
+            When(
+                pk__in=recently_failed_ids(now=now),
+                then=Coalesce(Subquery(recent, output_field=IntegerField()), Value(0)),
+            ),
+            default=Value(0),
+            output_field=IntegerField(),
+        )
+    )
+
+
+def with_recent_failures_for_sorting(
+    queryset: QuerySet, *, now: dt.datetime | None = None
+) -> QuerySet:
+    """The same ``failures_24h`` as one join and one aggregate, for sorting a whole table by it.
+
+    A per-row subquery is cheap for a page of 50 rows but not for ordering 100,000 of them.
+    """
+    recent = FilteredRelation("failures", condition=Q(failures__hour__gte=recent_cutoff(now)))
+    return queryset.annotate(recent_failures=recent).annotate(
+        failures_24h=Coalesce(Sum("recent_failures__count"), Value(0))
     )
 
 

@@ -108,6 +108,7 @@ class Credential(models.Model):
             models.Index(fields=["status", "expires_at"], name="credential_status_expiry"),
             # The console list's default order, so a page is read from the index at any size.
             models.Index(fields=["-created_at", "-id"], name="credential_created"),
+            models.Index(fields=["expires_at"], name="credential_expires"),
         ]
         constraints = [
             models.CheckConstraint(

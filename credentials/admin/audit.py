@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from ..audit_summary import summarize, utc
 from ..models import AuditEvent
 from .filters import ActorFilter, BusinessFilter, CredentialFilter, DateRangeFilter
+from .paging import CappedPaginator
 
 EXPORT_CHUNK_SIZE = 2000
 CSV_COLUMNS = [
@@ -91,6 +92,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 100
+    paginator = CappedPaginator
     actions = None
     fields = [
         "when",

@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from .. import misuse, services
+from .. import crypto, misuse, services
 from ..audit_summary import summarize, utc
 from ..forms import CredentialEditForm, CredentialIssueForm, RevokeForm, RotateForm
 from ..models import Credential
@@ -32,6 +32,7 @@ from . import once
 from .common import actor_for, no_store, render_secret_once, short_datetime
 from .filters import BusinessFilter, ExpiryFilter, RecentFailuresFilter, ScopeFilter
 from .mixins import ServiceWritesMixin
+from .paging import CappedPaginator
 
 AUDIT_TRAIL_LENGTH = 25
 # A second issue for the same business and label within this time asks for confirmation.
@@ -79,6 +80,7 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
+    paginator = CappedPaginator
     actions = None
     form = CredentialEditForm
     exclude = ["secret_hash"]
@@ -94,7 +96,24 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return misuse.with_recent_failures(super().get_queryset(request))
+        queryset = super().get_queryset(request)
+        if self._sorted_by(request, "failures_24h"):
+            return misuse.with_recent_failures_for_sorting(queryset)
+        return misuse.with_recent_failures(queryset)
+
+    def _sorted_by(self, request, column: str) -> bool:
+        """Whether the list's ``o`` parameter sorts by `column` (a list_display name)."""
+        wanted = str(self.list_display.index(column))
+        ordering = request.GET.get(admin.views.main.ORDER_VAR, "")
+        return wanted in (part.lstrip("-") for part in ordering.split("."))
+
+    def get_search_results(self, request, queryset, search_term):
+        # A whole partner key (the usual search: pasted from a ticket or a log) is one unique
+        # index lookup; anything else searches label and business too (a scan).
+        term = search_term.strip()
+        if crypto.is_well_formed_partner_key(term):
+            return queryset.filter(partner_key=term), False
+        return super().get_search_results(request, queryset, search_term)
 
     # --- permissions: the templates ask these, and so does every view ---------------------
 
