@@ -107,6 +107,10 @@ class AuditEventAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
 
+    @property
+    def media(self):
+        return super().media + BusinessFilter.media()  # the business filter's search box
+
     # Read-only for everyone, superusers included: the log is append-only by design.
     def has_add_permission(self, request):
         return False

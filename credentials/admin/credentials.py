@@ -95,6 +95,10 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         *(f"{name}_name" for name in sorted(OPERATOR_FIELDS)),
     ]
 
+    @property
+    def media(self):
+        return super().media + BusinessFilter.media()  # the business filter's search box
+
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         if self._sorted_by(request, "failures_24h"):

@@ -200,6 +200,13 @@ class BusinessFilter(admin.ListFilter):
             return queryset
         return queryset.filter(business_id=self.value)
 
+    @staticmethod
+    def media():
+        """The admin's autocomplete scripts and styles, for the list page that shows this."""
+        from django.contrib.admin.widgets import AutocompleteSelect
+
+        return AutocompleteSelect(Credential._meta.get_field("business"), admin.site).media
+
     def select(self) -> str:
         """A select the admin's autocomplete script turns into a search box (select2)."""
         from django.contrib.admin.widgets import AutocompleteSelect

@@ -42,6 +42,20 @@
     selection.removeAllRanges();
   }
 
+  // On a phone the list's filters come first (console.css); start them closed, except those
+  // in use, so the rows are one scroll away.
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.matchMedia("(max-width: 767px)").matches) {
+      return;
+    }
+    document.querySelectorAll("#changelist-filter details[open]").forEach(function (details) {
+      var inUse = details.querySelector("li.selected:not(:first-child), [selected], input[value]:not([type=hidden]):not([value=''])");
+      if (!inUse) {
+        details.removeAttribute("open");
+      }
+    });
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-copy]");
     if (button) {
