@@ -122,3 +122,23 @@ def test_a_revoked_credentials_page_names_who_revoked_it_as_text(client, issue, 
     login_as(client, "viewer")
     html = client.get(_change(credential)).content.decode()
     assert "revoked by" in html.lower() and "olivia" in html
+
+
+def test_times_on_the_credential_and_business_pages_are_utc_to_the_second(client, issue):
+    import datetime as dt
+    import re
+
+    from django.utils import timezone
+
+    expires = (timezone.now() + dt.timedelta(days=3)).replace(microsecond=0)
+    credential, _ = issue(expires_at=expires)
+    login_as(client, "viewer")
+    html = client.get(_change(credential)).content.decode()
+    assert expires.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") in html
+    assert "expires (UTC)" in html.lower() or "Expires (UTC)" in html
+    business = client.get(
+        reverse("admin:credentials_business_change", args=[credential.business.pk])
+    ).content.decode()
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", business)
+    for page in (html, business):
+        assert not re.search(r"\b(a\.m\.|p\.m\.)", page), "a time in the locale's format"

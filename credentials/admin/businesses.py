@@ -57,11 +57,15 @@ class BusinessAdmin(ServiceWritesMixin, admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["business_id", "name"]
-        return ["business_id", "name", "created_at", "updated_at"]
+        return ["business_id", "name", "created", "updated"]
 
     def get_readonly_fields(self, request, obj=None):
         # The klikit business id is permanent once the business exists.
-        return [] if obj is None else ["business_id", "created_at", "updated_at"]
+        return [] if obj is None else ["business_id", "created", "updated"]
+
+    @admin.display(description="updated (UTC)")
+    def updated(self, obj: Business) -> str:
+        return short_datetime(obj.updated_at)
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -89,6 +89,7 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         "business",
         "status_display",
         "scopes_display",
+        "expires",
         *USAGE_FIELDS,
         *SECRET_FIELDS,
         *REVOCATION_FIELDSET[1]["fields"],
@@ -223,9 +224,9 @@ class CredentialAdmin(ServiceWritesMixin, admin.ModelAdmin):
         editable = self.has_change_permission(request, obj)
         main = ["partner_key", "business", "status_display", "label"]
         main += ["scopes" if editable else "scopes_display"]
-        main += ["rate_limit_per_minute", "expires_at"]
-        if editable:
-            main += ["confirm_scope_removal"]
+        main += ["rate_limit_per_minute"]
+        # Read-only, the admin would show the expiry in its own locale format: show UTC.
+        main += ["expires_at", "confirm_scope_removal"] if editable else ["expires"]
         fieldsets = [(None, {"fields": main}), *DETAIL_FIELDSETS]
         if obj is not None and obj.is_revoked:
             fieldsets.insert(1, REVOCATION_FIELDSET)
