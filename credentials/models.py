@@ -102,6 +102,7 @@ class Credential(models.Model):
         default=0, editable=False, help_text="Wrong or rotated-away secrets, since last rotation."
     )
     failed_revoked_count = models.PositiveIntegerField(default=0, editable=False)
+    failed_expired_count = models.PositiveIntegerField(default=0, editable=False)
     failed_scope_count = models.PositiveIntegerField(default=0, editable=False)
     failed_rate_limited_count = models.PositiveIntegerField(default=0, editable=False)
     last_failure_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -123,6 +124,9 @@ class Credential(models.Model):
                 condition=Q(pending_cutover_at__isnull=False),
                 name="credential_pending_cutover",
             ),
+            # The console list's default order, so a page is read from the index at any size.
+            models.Index(fields=["-created_at", "-id"], name="credential_created"),
+            models.Index(fields=["expires_at"], name="credential_expires"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -256,6 +260,47 @@ class SecretHistory(models.Model):
     @property
     def never_active(self) -> bool:
         return self.outcome != self.Outcome.RETIRED
+
+
+class CredentialFailure(models.Model):
+    """How often a credential was refused for one reason, within one hour, under one secret.
+
+    Written by the gateway's usage writer (:mod:`credentials.usage`) with one upsert per flush
+    that adds to ``count``; read by the console (:mod:`credentials.misuse`): the failures since
+    the last rotation are the rows of the current ``secret_version``, the history per secret is
+    the rows grouped by version, and "the last 24 hours" are the rows of the last 24 hours.
+
+    Fields:
+    * ``credential``: the credential refused.
+    * ``hour``: the start of the UTC hour the refusals happened in.
+    * ``secret_version``: the credential's secret version when they happened.
+    * ``reason``: one of :data:`credentials.usage.FAILURE_REASONS` (a wrong secret, a secret
+      rotated away, revoked, expired, a scope not granted, over the rate cap, ...).
+    * ``count``: how many refusals.
+    """
+
+    credential = models.ForeignKey(
+        Credential, on_delete=models.CASCADE, related_name="failures", db_index=False
+    )
+    hour = models.DateTimeField()
+    secret_version = models.PositiveIntegerField()
+    reason = models.CharField(max_length=40)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["credential", "hour", "secret_version", "reason"],
+                name="credentialfailure_bucket",
+            ),
+        ]
+        indexes = [
+            # "Failures in the last 24 hours" for a whole list page at once.
+            models.Index(fields=["hour", "credential"], name="credentialfailure_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.credential_id} v{self.secret_version} {self.reason} x{self.count}"
 
 
 class AuditEventQuerySet(models.QuerySet):

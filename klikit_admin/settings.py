@@ -264,7 +264,8 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 # Where partners call the klikit API; used in the example shown with a new secret.
-PARTNER_API_BASE_URL = env.str("PARTNER_API_BASE_URL", default="https://api.klikit.example")
+# Unset (the default): the page showing a new secret gives no example request.
+PARTNER_API_BASE_URL = env.str("PARTNER_API_BASE_URL", default="")
 
 # --- Internationalisation, static files -----------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -421,3 +422,9 @@ AXES_DISABLE_ACCESS_LOG = True  # sign-ins are in the audit log
 AXES_ENABLE_ADMIN = False  # the console has its own lockout page
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "csrfmiddlewaretoken"]
 AXES_VERBOSE = False
+
+# --- Console: misuse counts and incident actions (issue 12) ---------------------------------
+# The longest a gateway worker holds a misuse count before writing it, even with no further
+# request (a background thread per process writes what is due).
+USAGE_FLUSH_SECONDS = env_int("USAGE_FLUSH_SECONDS", 60, minimum=1, maximum=3600)
+USAGE_FLUSH_THREAD = env_bool("USAGE_FLUSH_THREAD", True)

@@ -18,3 +18,6 @@ urlpatterns = [
     # The console's catch-all must stay last.
     path("", admin.site.urls),
 ]
+
+# A console page naming the role that would allow what was refused.
+handler403 = "credentials.admin.denied.permission_denied"

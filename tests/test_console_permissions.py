@@ -68,6 +68,7 @@ def edit(client, ctx, allowed):
             "scopes": ["orders:read"],
             "rate_limit_per_minute": 5,
             "expires_at": "",
+            "confirm_scope_removal": "on",  # orders:write goes
         },
     )
 

@@ -16,10 +16,10 @@ from ..origin import client_address
 
 
 def short_datetime(value: dt.datetime | None) -> str:
-    """A compact UTC timestamp for list columns (the locale's long format wraps)."""
+    """A UTC timestamp to the second for list columns (the column's title says UTC)."""
     if value is None:
         return "-"
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def request_id(request: HttpRequest) -> str:
@@ -67,7 +67,8 @@ def render_secret_once(
             "credential": credential,
             "secret": secret,
             "authorization": crypto.authorization_value(credential.partner_key, secret),
-            "api_base_url": settings.PARTNER_API_BASE_URL.rstrip("/"),
+            # Only a configured address: an example against a placeholder host would not work.
+            "api_base_url": settings.PARTNER_API_BASE_URL,
         },
     )
     return no_store(response)
