@@ -203,7 +203,10 @@ def _dummy_hash() -> str:
 
 
 def dummy_verify() -> None:
-    """Spend one verification's time, so an unknown key costs what a known one does."""
+    """Spend one verification's time, so a stored hash that is not argon2id costs as much.
+
+    The gateway no longer spends it on unknown partner_keys (docs/gateway.md, issue 9).
+    """
     _count()
     try:
         _hasher().verify(_dummy_hash(), "not-the-secret")
