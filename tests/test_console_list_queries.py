@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from credentials import audit
 from credentials.models import AuditEvent, Business, Credential, CredentialFailure
 from tests.console_support import login_as
 
@@ -50,17 +51,17 @@ def _fill(rows: int = 120) -> Business:
         CredentialFailure(credential=c, hour=hour, secret_version=1, reason="wrong_secret", count=3)
         for c in credentials
     )
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            occurred_at=now - dt.timedelta(seconds=n),
-            actor_username="olivia",
+    # Through the chain's one append point (audit.record), oldest first, as the services do.
+    olivia = audit.Actor(username="olivia")
+    for n, c in reversed(list(enumerate(credentials))):
+        audit.record(
+            actor=olivia,
             action="credential.updated",
+            now=now - dt.timedelta(seconds=n),
             business=c.business,
             credential=c,
             details={"scopes": {"before": ["orders:read"], "after": ["menu:read"]}},
         )
-        for n, c in enumerate(credentials)
-    )
     return businesses[0]
 
 

@@ -32,7 +32,7 @@ def _edit(credential, **extra):
         ("viewer", "admin:credentials_credential_add", "Issuer", "add credential"),
         ("viewer", "admin:credentials_credential_rotate", "Issuer", "rotate credential"),
         ("issuer", "admin:credentials_credential_revoke", "Security admin", "revoke credential"),
-        ("issuer", "admin:auth_user_changelist", "Security admin", "list users"),
+        ("issuer", "admin:auth_user_changelist", "Security admin", "list operators"),
     ],
 )
 def test_the_403_page_is_a_console_page_naming_the_role_needed(

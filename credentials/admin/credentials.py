@@ -12,6 +12,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ORDER_VAR
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -131,7 +132,7 @@ class CredentialAdmin(CutoverAdminMixin, FilterLookupsOnly, ServiceWritesMixin, 
     def _sorted_by(self, request, column: str) -> bool:
         """Whether the list's ``o`` parameter sorts by `column` (a list_display name)."""
         wanted = str(self.list_display.index(column))
-        ordering = request.GET.get(admin.views.main.ORDER_VAR, "")
+        ordering = request.GET.get(ORDER_VAR, "")
         return wanted in (part.lstrip("-") for part in ordering.split("."))
 
     def get_search_results(self, request, queryset, search_term):
