@@ -15,7 +15,6 @@ import functools
 import hmac
 import json
 import logging
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,11 +30,12 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import gateway, log_format, metrics, ratelimit
 from .gateway import Decision
+from .origin import GATEWAY_REQUEST_ID_RE as _REQUEST_ID_RE
+from .origin import client_address
 
 logger = logging.getLogger("klikit.gateway")
 
 MAX_BODY_BYTES = 8 * 1024
-_REQUEST_ID_RE = re.compile(r"req_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WWW_AUTHENTICATE = 'Basic realm="klikit", charset="UTF-8"'
 GATEWAY_WWW_AUTHENTICATE = 'X-Gateway-Token realm="klikit-gateway"'
 _BODY_FIELDS = {"authorization", "scope"}
@@ -132,7 +132,7 @@ def gateway_endpoint(name: str, *, token_required: bool = True, forward: bool = 
             elapsed = time.perf_counter() - started
             metrics.gateway_request(name, ctx.outcome, elapsed)
             # The only line for this request (gunicorn.conf.py drops gunicorn's access line).
-            client = request.META.get("REMOTE_ADDR") or None
+            client = client_address(request)
             fields = {
                 "endpoint": name,
                 "outcome": ctx.outcome,

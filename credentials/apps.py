@@ -6,5 +6,5 @@ class CredentialsConfig(AppConfig):
     verbose_name = "Partner credentials"
     default_auto_field = "django.db.models.BigAutoField"
 
-    def ready(self):
-        from . import metrics  # noqa: F401 - connects the operator sign-in counters
+    def ready(self) -> None:
+        from . import metrics, signin  # noqa: F401  (connect the operator sign-in counters, events)

@@ -190,7 +190,7 @@ def _lock_head() -> tuple[int, str, dt.datetime | None]:
 
 
 def _create_head() -> None:
-    """Create the head row from the last event, if two writers race, one row wins."""
+    """Create the head row from the last event; when two writers race, one insert wins."""
     last = AuditEvent.objects.order_by("-sequence").values("sequence", "hash", "occurred_at")
     last = last.first() or {"sequence": 0, "hash": GENESIS_HASH, "occurred_at": None}
     AuditChainHead.objects.bulk_create([AuditChainHead(id=1, **last)], ignore_conflicts=True)

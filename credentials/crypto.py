@@ -33,6 +33,7 @@ see how many argon2 computations ran.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import logging
 import re
@@ -202,9 +203,74 @@ def _dummy_hash() -> str:
 
 
 def dummy_verify() -> None:
-    """Spend one verification's time, so an unknown key costs what a known one does."""
+    """Spend one verification's time, so a stored hash that is not argon2id costs as much.
+
+    The gateway no longer spends it on unknown partner_keys (docs/gateway.md, issue 9).
+    """
     _count()
     try:
         _hasher().verify(_dummy_hash(), "not-the-secret")
     except VerificationError:
         pass
+
+
+# --- Operators' second factor (issue 8) --------------------------------------------------------
+# TOTP keys must be readable to check a code, so they are encrypted (Fernet: AES-128-CBC and
+# HMAC-SHA256) with keys that are not in the database: OPERATOR_2FA_ENCRYPTION_KEYS, or when it
+# is empty one derived from SECRET_KEY (and its SECRET_KEY_FALLBACKS, so a SECRET_KEY rotation
+# done Django's way keeps the keys readable). The first key encrypts; every key decrypts;
+# `manage.py rotate_2fa_encryption` re-encrypts every stored key with the first.
+# Recovery codes carry 80 random bits, so one SHA-256 is enough to make the stored digest
+# useless to whoever reads the table (no slow hash needed, as for partner secrets above).
+
+RECOVERY_CODE_GROUPS = 4
+_RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
+
+
+def _fernet_key(material: str, label: bytes) -> bytes:
+    digest = hmac.new(material.encode(), label, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest)
+
+
+@sensitive_variables()
+def _totp_fernet(keys: tuple[str, ...]):
+    from cryptography.fernet import Fernet, MultiFernet
+
+    if keys:
+        materials, label = keys, b"klikit operator 2FA key encryption: configured"
+    else:
+        materials = (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", []))
+        label = b"klikit operator 2FA key encryption: from SECRET_KEY"
+    return MultiFernet([Fernet(_fernet_key(material, label)) for material in materials])
+
+
+@sensitive_variables()
+def encrypt_totp_key(key: bytes) -> str:
+    return _totp_fernet(tuple(settings.OPERATOR_2FA_ENCRYPTION_KEYS)).encrypt(key).decode()
+
+
+@sensitive_variables()
+def decrypt_totp_key(token: str) -> bytes:
+    """The raw TOTP key; raises cryptography's InvalidToken when no configured key opens it."""
+    return _totp_fernet(tuple(settings.OPERATOR_2FA_ENCRYPTION_KEYS)).decrypt(token.encode())
+
+
+@sensitive_variables()
+def reencrypt_totp_key(token: str) -> str:
+    """The same key encrypted with the first configured key (for a key rotation)."""
+    return (
+        _totp_fernet(tuple(settings.OPERATOR_2FA_ENCRYPTION_KEYS)).rotate(token.encode()).decode()
+    )
+
+
+def new_recovery_code() -> str:
+    """Like ``abcd-efgh-jkmn-pqrs``: 16 characters of a 31-letter alphabet, 79 bits."""
+    chars = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(4 * RECOVERY_CODE_GROUPS))
+    return "-".join(chars[i : i + 4] for i in range(0, len(chars), 4))
+
+
+@sensitive_variables()
+def recovery_code_digest(code: str) -> str:
+    """What is stored of a recovery code; spaces, dashes and case do not matter."""
+    normalized = "".join(ch for ch in str(code).lower() if ch.isalnum())
+    return hashlib.sha256(b"klikit-recovery-code:" + normalized.encode()).hexdigest()

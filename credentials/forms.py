@@ -78,10 +78,20 @@ class CredentialIssueForm(forms.Form):
     expires_at = ExpiryField()
     # The one-time token of this form (see credentials.admin.once).
     once = forms.CharField(widget=forms.HiddenInput)
+    # Shown (as a checkbox) only when the same business and label were issued moments ago.
+    confirm_duplicate = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["rate_limit_per_minute"].initial = settings.DEFAULT_RATE_LIMIT_PER_MINUTE
+
+    def ask_to_confirm_duplicate(self, message: str) -> None:
+        """Refuse this submission with `message`, offering a box to tick to issue anyway."""
+        field = self.fields["confirm_duplicate"]
+        field.widget = forms.CheckboxInput()
+        field.label = "Issue another credential anyway"
+        self._bound_fields_cache.pop("confirm_duplicate", None)
+        self.add_error(None, message)
 
     def clean_expires_at(self):
         return _clean_future(self.cleaned_data["expires_at"])
@@ -93,10 +103,28 @@ class CredentialEditForm(forms.ModelForm):
     scopes = ScopesField()
     rate_limit_per_minute = RateLimitField()
     expires_at = ExpiryField()
+    # Shown (as a checkbox naming the scopes) only when a save would remove scopes.
+    confirm_scope_removal = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     class Meta:
         model = Credential
         fields = ["label", "scopes", "rate_limit_per_minute", "expires_at"]
+
+    def clean(self):
+        cleaned = super().clean()
+        removed = [s for s in self.instance.scopes if s not in cleaned.get("scopes", s)]
+        if removed and not cleaned.get("confirm_scope_removal"):
+            names = ", ".join(removed)
+            field = self.fields["confirm_scope_removal"]
+            field.widget = forms.CheckboxInput()
+            field.label = f"Yes, remove {names}"
+            self._bound_fields_cache.pop("confirm_scope_removal", None)  # render the new label
+            raise forms.ValidationError(
+                f"Removing {names}: the partner's requests that need "
+                f"{'it' if len(removed) == 1 else 'them'} will be refused from the next request "
+                "on. Tick the box to confirm, and save again."
+            )
+        return cleaned
 
     def clean_expires_at(self):
         value = self.cleaned_data["expires_at"]
@@ -185,3 +213,36 @@ class RevokeForm(TypedPartnerKeyForm):
         if not reason:
             raise forms.ValidationError("A reason is required.")
         return reason
+
+
+class RevokeAllForm(forms.Form):
+    """An incident: revoke every credential of a business, confirmed by typing its id."""
+
+    reason = forms.CharField(
+        max_length=services.MAX_REASON_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Recorded in the audit log of every credential, e.g. 'partner server breached'.",
+    )
+    confirm_business_id = forms.CharField(
+        label="Type the business id to confirm",
+        max_length=20,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "inputmode": "numeric"}
+        ),
+    )
+
+    def __init__(self, *args, business: Business, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.business = business
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required.")
+        return reason
+
+    def clean_confirm_business_id(self):
+        typed = self.cleaned_data["confirm_business_id"].strip()
+        if typed != str(self.business.business_id):
+            raise forms.ValidationError("This is not the id of this business.")
+        return typed

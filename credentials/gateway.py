@@ -298,11 +298,6 @@ _BUSY = _deny(
 )
 
 
-def _guard(partner_key: str) -> tuple[int, int | None]:
-    """Consult the failed-attempt guard: ``(recent failures, Retry-After once it has tripped)``."""
-    return ratelimit.guard_check(partner_key)
-
-
 def _guard_denial(partner_key: str, row: _Row | None, retry_after: int) -> Decision:
     """The tripped guard's 429, counted for the credential when it is known.
 
@@ -369,7 +364,9 @@ def _check_secret(partner_key: str, secret: str, row: _Row, failures: int) -> De
         return _deny(AUTH_INVALID, partner_key)
     if not verification.ok:
         ratelimit.guard_record_failure(partner_key)
-        recorder.record_failure(row.id, row.secret_version, "wrong_secret", partner_key)
+        retired = warm_cache.is_retired(partner_key, row.id, secret)
+        reason = "rotated_secret" if retired else "wrong_secret"
+        recorder.record_failure(row.id, row.secret_version, reason, partner_key)
         return _deny(AUTH_INVALID, partner_key)
     warm_cache.remember(partner_key, row.id, row.secret_version, secret)
     shared_warm.remember(row.id, row.secret_version, secret)
@@ -431,15 +428,18 @@ def decide(*, authorization: str | None, scope: str | None = None) -> Decision:
     metrics.warm_lookup(warm is not None)
     failures, tripped = 0, None
     if warm is None:
-        failures, tripped = _guard(partner_key)
+        failures, tripped = ratelimit.guard_check(partner_key)
         if tripped is not None and not shared_warm.enabled():
             return _guard_denial(partner_key, None, tripped)
     row = _load(partner_key)
     if warm is not None and (row is None or (row.id, row.secret_version) != warm):
         # Verified for a row that has changed since (rotated, or gone): that proves nothing now.
-        warm_cache.forget(partner_key, *warm)
+        if row is not None and row.id == warm[0]:
+            warm_cache.retire(partner_key, *warm)  # rotated: a refusal names it as such
+        else:
+            warm_cache.forget(partner_key, *warm)
         warm = None
-        failures, tripped = _guard(partner_key)
+        failures, tripped = ratelimit.guard_check(partner_key)
     if warm is None:
         denial = _check_cold(partner_key, secret, row, failures, tripped)
         if denial is not None:

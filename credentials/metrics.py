@@ -83,8 +83,20 @@ SIGN_INS = Counter(
 )
 
 _enabled = bool(getattr(settings, "METRICS_ENABLED", True))
-_request_children: dict[tuple[str, str], object] = {}
-_duration_children: dict[str, object] = {}
+# The verification endpoints' usual series exist from the start at 0, so that increase() and the
+# alerts' ratios see their first requests; any other (endpoint, outcome) is bound on first use.
+_VERIFYING = ("verify", "forward-auth")
+_OUTCOMES = (
+    "ok",
+    "auth_missing",
+    "auth_invalid_credential",
+    "auth_revoked",
+    "auth_forbidden",
+    "rate_limit_exceeded",
+    "downstream_unavailable",
+)
+_request_children = {(e, o): REQUESTS.labels(e, o) for e in _VERIFYING for o in _OUTCOMES}
+_duration_children = {e: DURATION.labels(e) for e in _VERIFYING}
 _warm = (WARM_CACHE.labels("miss"), WARM_CACHE.labels("hit"))
 _downstream = {c: DOWNSTREAM_ERRORS.labels(c) for c in ("database", "cache")}
 _argon2 = {r: ARGON2.labels(r) for r in ("ok", "wrong", "unusable_hash")}

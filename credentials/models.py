@@ -6,11 +6,18 @@ a shell, a future API) can break them. Writes go through :mod:`credentials.servi
 
 from __future__ import annotations
 
+import hmac
+import time
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
+from django_otp.models import Device
+from django_otp.oath import hotp
+
+from . import crypto
 
 
 class Business(models.Model):
@@ -95,6 +102,7 @@ class Credential(models.Model):
         default=0, editable=False, help_text="Wrong or rotated-away secrets, since last rotation."
     )
     failed_revoked_count = models.PositiveIntegerField(default=0, editable=False)
+    failed_expired_count = models.PositiveIntegerField(default=0, editable=False)
     failed_scope_count = models.PositiveIntegerField(default=0, editable=False)
     failed_rate_limited_count = models.PositiveIntegerField(default=0, editable=False)
     last_failure_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -116,6 +124,9 @@ class Credential(models.Model):
                 condition=Q(pending_cutover_at__isnull=False),
                 name="credential_pending_cutover",
             ),
+            # The console list's default order, so a page is read from the index at any size.
+            models.Index(fields=["-created_at", "-id"], name="credential_created"),
+            models.Index(fields=["expires_at"], name="credential_expires"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -249,6 +260,47 @@ class SecretHistory(models.Model):
     @property
     def never_active(self) -> bool:
         return self.outcome != self.Outcome.RETIRED
+
+
+class CredentialFailure(models.Model):
+    """How often a credential was refused for one reason, within one hour, under one secret.
+
+    Written by the gateway's usage writer (:mod:`credentials.usage`) with one upsert per flush
+    that adds to ``count``; read by the console (:mod:`credentials.misuse`): the failures since
+    the last rotation are the rows of the current ``secret_version``, the history per secret is
+    the rows grouped by version, and "the last 24 hours" are the rows of the last 24 hours.
+
+    Fields:
+    * ``credential``: the credential refused.
+    * ``hour``: the start of the UTC hour the refusals happened in.
+    * ``secret_version``: the credential's secret version when they happened.
+    * ``reason``: one of :data:`credentials.usage.FAILURE_REASONS` (a wrong secret, a secret
+      rotated away, revoked, expired, a scope not granted, over the rate cap, ...).
+    * ``count``: how many refusals.
+    """
+
+    credential = models.ForeignKey(
+        Credential, on_delete=models.CASCADE, related_name="failures", db_index=False
+    )
+    hour = models.DateTimeField()
+    secret_version = models.PositiveIntegerField()
+    reason = models.CharField(max_length=40)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["credential", "hour", "secret_version", "reason"],
+                name="credentialfailure_bucket",
+            ),
+        ]
+        indexes = [
+            # "Failures in the last 24 hours" for a whole list page at once.
+            models.Index(fields=["hour", "credential"], name="credentialfailure_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.credential_id} v{self.secret_version} {self.reason} x{self.count}"
 
 
 class AuditEventQuerySet(models.QuerySet):
@@ -444,3 +496,84 @@ class FormSubmission(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} by user #{self.user_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+# --- Operators' second factor (issue 8) --------------------------------------------------------
+# django-otp's device models store TOTP keys and static codes in plain form; these two store the
+# key encrypted and the codes hashed (credentials/crypto.py), and plug into django-otp's session
+# handling (OTPMiddleware, django_otp.login) as its own devices do.
+
+
+class OperatorTOTPDevice(Device):
+    """An operator's authenticator app (RFC 6238: SHA-1, 6 digits, 30 s, one step of drift).
+
+    Fields:
+    * ``encrypted_key``: the TOTP key, Fernet-encrypted with a key that is not in the database.
+    * ``last_t``: the time step of the last accepted code; only later ones are accepted, so a
+      code is good once (the update that claims a step is conditional, so two requests racing
+      with the same code cannot both win).
+    * ``confirmed``: False while enrolment waits for the first code.
+    """
+
+    STEP = 30
+    DIGITS = 6
+    TOLERANCE = 1
+
+    encrypted_key = models.TextField()
+    last_t = models.BigIntegerField(default=-1)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "TOTP device"
+
+    def verify_token(self, token) -> bool:
+        token = str(token or "").strip().replace(" ", "")
+        if len(token) != self.DIGITS or not token.isdigit():
+            return False
+        key = crypto.decrypt_totp_key(self.encrypted_key)
+        now_t = int(time.time()) // self.STEP
+        for t in range(now_t - self.TOLERANCE, now_t + self.TOLERANCE + 1):
+            if t <= self.last_t:
+                continue
+            expected = str(hotp(key, t, self.DIGITS)).zfill(self.DIGITS)
+            if hmac.compare_digest(expected, token):
+                claimed = type(self).objects.filter(pk=self.pk, last_t__lt=t).update(last_t=t)
+                if claimed:
+                    self.last_t = t
+                return bool(claimed)
+        return False
+
+
+class OperatorRecoveryDevice(Device):
+    """An operator's recovery codes: each code works once (deleting it is what uses it)."""
+
+    is_recovery_codes = True
+
+    class Meta:
+        verbose_name = "recovery codes"
+
+    def verify_token(self, token) -> bool:
+        if not str(token or "").strip():
+            return False
+        used, _ = self.codes.filter(code_digest=crypto.recovery_code_digest(token)).delete()
+        return used > 0
+
+    def codes_left(self) -> int:
+        return self.codes.count()
+
+
+class OperatorRecoveryCode(models.Model):
+    """One unused recovery code: only its SHA-256 digest (the code has 79 random bits)."""
+
+    device = models.ForeignKey(
+        OperatorRecoveryDevice, on_delete=models.CASCADE, related_name="codes"
+    )
+    code_digest = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["device", "code_digest"], name="recovery_code_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"recovery code #{self.pk} of device #{self.device_id}"

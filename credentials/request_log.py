@@ -9,30 +9,26 @@ path without its query string and the operator's username, never a form field or
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 
 from django.http import HttpRequest, HttpResponse
 
-from . import log_format
+from . import log_format, origin
 
 logger = logging.getLogger("klikit.console")
 
-_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
 
 class ConsoleRequestLog:
-    """Middleware: set the request id (a proxy's X-Request-ID, or a new one), log the answer."""
+    """Middleware: set the request id every line of the request carries, log the answer."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        given = request.headers.get("X-Request-ID", "")
-        rid = given if _REQUEST_ID_RE.fullmatch(given) else f"req_{uuid.uuid4()}"
-        request.request_id = rid
+        # The same id the request's audit events carry (origin.request_id: a client's
+        # X-Request-ID only in the gateway's format, never arbitrary text).
+        rid = origin.request_id(request)
         token = log_format.request_id.set(rid)
         try:
             response = self.get_response(request)
@@ -49,7 +45,7 @@ class ConsoleRequestLog:
                     "status": response.status_code,
                     "user": username,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "client": request.META.get("REMOTE_ADDR") or None,
+                    "client": origin.client_address(request),
                 },
             )
             response.setdefault("X-Request-Id", rid)

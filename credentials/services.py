@@ -409,13 +409,53 @@ def credential_revoke(
 ) -> Credential:
     """Revoke a credential for good. Revocation cannot be undone."""
     now = now or timezone.now()
+    reason = _validate_reason(reason)
+    credential = _locked_credential(credential)
+    _refuse_if_revoked(credential, "revoke")
+    return _revoke(actor=actor, credential=credential, reason=reason, now=now)
+
+
+@transaction.atomic
+def credential_revoke_all(
+    *, actor: Actor, business: Business | int, reason: str, now: dt.datetime | None = None
+) -> list[Credential]:
+    """Revoke every credential of a business that is not revoked yet (an incident).
+
+    One transaction: all of them are revoked, each with its own audit event, or none is.
+    Expired credentials are revoked too (an expiry can be extended; a revocation is final).
+    Returns the credentials revoked, in partner-key order (none if there were none).
+    """
+    now = now or timezone.now()
+    reason = _validate_reason(reason)
+    business_pk = business.pk if isinstance(business, Business) else business
+    if not Business.objects.filter(pk=business_pk).exists():
+        raise NotFound("business not found")
+    credentials = list(
+        Credential.objects.select_for_update(of=("self",))
+        .select_related("business")
+        .filter(business_id=business_pk, status=Credential.Status.ACTIVE)
+        .order_by("partner_key")
+    )
+    for credential in credentials:
+        _revoke(actor=actor, credential=credential, reason=reason, now=now)
+    return credentials
+
+
+def _validate_reason(reason: str) -> str:
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("a reason is required to revoke a credential")
     reason = reason.strip()
     if len(reason) > MAX_REASON_LENGTH:
         raise InvalidInput(f"reason is longer than {MAX_REASON_LENGTH} characters")
-    credential = _locked_credential(credential)
-    _refuse_if_revoked(credential, "revoke")
+    return reason
+
+
+def _revoke(*, actor: Actor, credential: Credential, reason: str, now: dt.datetime) -> Credential:
+    """Revoke a locked, active credential and write its event (inside the caller's atomic).
+
+    A pending cutover is discarded (kept in the secret history as never active) and the
+    current secret retired into the history, valid until now.
+    """
     discarded = settle_pending(
         credential, actor=actor, now=now, outcome=SecretHistory.Outcome.DISCARDED
     )

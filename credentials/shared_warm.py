@@ -78,6 +78,7 @@ class _State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.enabled: bool | None = None
+        self.refresh_interval = REFRESH_SECONDS
         self.key: bytes | None = None
         # (id, version) -> (digest, monotonic time this process last wrote it to the cache)
         self.known: OrderedDict[tuple[int, int], tuple[bytes, float]] = OrderedDict()
@@ -102,9 +103,11 @@ os.register_at_fork(after_in_child=_state.clear)
 def enabled() -> bool:
     """Tell whether the shared digest is in use: warm path on, a TTL, and a shared cache."""
     if _state.enabled is None:
+        ttl = settings.GATEWAY_SHARED_WARM_TTL_SECONDS
+        _state.refresh_interval = min(REFRESH_SECONDS, ttl / 2)
         _state.enabled = bool(
             settings.GATEWAY_WARM_CACHE
-            and settings.GATEWAY_SHARED_WARM_TTL_SECONDS > 0
+            and ttl > 0
             and settings.CACHES["default"]["BACKEND"] not in LOCAL_BACKENDS
         )
     return _state.enabled
@@ -231,11 +234,19 @@ def refresh_if_due(credential_id: int, secret_version: int) -> None:
 
 
 def _queue_if_due(ident: tuple[int, int]) -> None:
+    # The common case (not due) without the lock: a dict read is atomic, and a stale read only
+    # delays or repeats a harmless write-back.
     now = time.monotonic()
-    interval = min(REFRESH_SECONDS, settings.GATEWAY_SHARED_WARM_TTL_SECONDS / 2)
+    entry = _state.known.get(ident)
+    if entry is None or now - entry[1] < _state.refresh_interval:
+        return
     with _state.lock:
         entry = _state.known.get(ident)
-        if entry is None or now - entry[1] < interval or len(_state.queued) >= _QUEUE_MAX:
+        if (
+            entry is None
+            or now - entry[1] < _state.refresh_interval
+            or len(_state.queued) >= _QUEUE_MAX
+        ):
             return
         _state.known[ident] = (entry[0], now)  # one write-back per interval, even if it fails
         _state.queued[ident] = entry[0]

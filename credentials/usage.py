@@ -26,6 +26,16 @@ One UPDATE with ``x = x + n`` per credential and flush, so concurrent workers ne
 Wrong-secret counts remember the ``secret_version`` they were seen under and only apply while
 the row still has it: the count means "since the last rotation" (rotation resets it).
 
+A worker that gets no further request still writes: a daemon thread per process (started by the
+first count it records, again in a forked child) looks every :data:`FLUSH_TICK_SECONDS` for
+credentials whose write is due and writes at most :data:`FLUSH_THREAD_WRITES_PER_TICK` of them,
+off every request's path. So no count waits longer than ``USAGE_FLUSH_SECONDS`` (the interval,
+the largest spread and one tick add up to it) before an operator can see it.
+
+Failures are also added, per hour, secret version and reason, to
+:class:`~credentials.models.CredentialFailure` (one upsert per flush), so the console can show
+the last 24 hours and the history per secret, which a rotation does not reset.
+
 Trade-offs, documented in docs/gateway.md: each worker writes on its own schedule, and a worker
 writes what it still holds when it exits (:func:`flush_at_exit`, from gunicorn.conf.py), except
 when it is killed outright (SIGKILL, gunicorn's timeout): then up to a minute's worth is lost.
@@ -33,6 +43,7 @@ when it is killed outright (SIGKILL, gunicorn's timeout): then up to a minute's 
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import functools
 import logging
@@ -43,22 +54,27 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from django.core.signals import request_finished, request_started
-from django.db import connection, models
-from django.db.models import Case, F, Value, When
-from django.db.models.functions import Coalesce, Greatest
+from django.conf import settings
+from django.core.signals import request_finished, request_started, setting_changed
+from django.db import connection
 from django.dispatch import receiver
 from django.utils import timezone
 
-from .models import Credential
+from .models import Credential, CredentialFailure
 
 logger = logging.getLogger("klikit.gateway")
 
-FLUSH_INTERVAL_SECONDS = 60.0
-# Each write puts its credential's next one 60 s plus a random 0-30 s away, so credentials first
-# used together (a deploy, a warm-up) do not all fall due in the same instant a minute later:
-# their writes spread over half a minute instead of queueing up behind each other.
-FLUSH_JITTER_SECONDS = 30.0
+# Derived from USAGE_FLUSH_SECONDS by configure(): the interval between two writes of a
+# credential, the random spread added to it, and the flusher thread's tick add up to it, so a
+# count is written at most USAGE_FLUSH_SECONDS after it was recorded.
+FLUSH_INTERVAL_SECONDS = 40.0
+# Each write puts its credential's next one the interval plus a random share of this away, so
+# credentials first used together (a deploy, a warm-up) do not all fall due in the same instant:
+# their writes spread out instead of queueing up behind each other.
+FLUSH_JITTER_SECONDS = 15.0
+FLUSH_TICK_SECONDS = 5.0
+# At most this many UPDATEs per tick of the flusher thread (the rest wait for the next tick).
+FLUSH_THREAD_WRITES_PER_TICK = 200
 # At most this many other credentials' UPDATEs per request while a sweep is under way, besides
 # the request's own credential's; and at most this many queue entries looked at per request.
 SWEEP_WRITES_PER_REQUEST = 4
@@ -67,16 +83,29 @@ KNOWN_IDS_MAX = 100_000
 _TOUCHED_MAX = 16  # credentials one request can record for (in practice: one)
 _random = random.SystemRandom()
 
+
+def configure() -> None:
+    """Derive the write schedule from ``USAGE_FLUSH_SECONDS`` (at import, on a settings change)."""
+    global FLUSH_INTERVAL_SECONDS, FLUSH_JITTER_SECONDS, FLUSH_TICK_SECONDS
+    bound = float(settings.USAGE_FLUSH_SECONDS)
+    FLUSH_INTERVAL_SECONDS = bound * 2 / 3
+    FLUSH_JITTER_SECONDS = bound / 4
+    FLUSH_TICK_SECONDS = bound / 12
+
+
 # Failure reason -> counter column (the reason itself goes to last_failure_reason).
 REASON_FIELDS = {
     "wrong_secret": "failed_secret_count",
+    "rotated_secret": "failed_secret_count",
     "revoked": "failed_revoked_count",
-    "expired": "failed_revoked_count",
+    "expired": "failed_expired_count",
     "forbidden_scope": "failed_scope_count",
     "rate_limited": "failed_rate_limited_count",
     "failed_attempt_guard": "failed_rate_limited_count",
     "unparsable_hash": None,  # not the partner's doing: recorded as the last failure only
 }
+# The reasons counted per hour and secret version (CredentialFailure.reason).
+FAILURE_REASONS = tuple(reason for reason, column in REASON_FIELDS.items() if column)
 
 
 @dataclass
@@ -86,8 +115,12 @@ class _Pending:
     last_failure_at: dt.datetime | None = None
     last_failure_reason: str = ""
     last_used_at: dt.datetime | None = None
+    # (start of the UTC hour, secret_version, reason) -> count, for CredentialFailure
+    buckets: dict[tuple[dt.datetime, int, str], int] = field(default_factory=dict)
 
     def merge(self, other: _Pending) -> None:
+        for bucket, n in other.buckets.items():
+            self.buckets[bucket] = self.buckets.get(bucket, 0) + n
         for name, n in other.counts.items():
             self.counts[name] = self.counts.get(name, 0) + n
         for version, n in other.wrong_secret.items():
@@ -119,6 +152,8 @@ class UsageRecorder:
         self._next_sweep: float | None = None  # set on first use: this process's phase
         self.sweep_offset = _draw_offset()
         self._request = threading.local()  # .touched: credential ids recorded by its request
+        self._flusher: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def record_failure(
         self, credential_id: int, secret_version: int, reason: str, partner_key: str | None = None
@@ -135,9 +170,14 @@ class UsageRecorder:
                 )
             elif column is not None:
                 pending.counts[column] = pending.counts.get(column, 0) + 1
+            if column is not None:
+                bucket = (now.replace(minute=0, second=0, microsecond=0), secret_version, reason)
+                pending.buckets[bucket] = pending.buckets.get(bucket, 0) + 1
             pending.last_failure_at = now
             pending.last_failure_reason = reason
         self._touch(credential_id)
+        if self._flusher is None:
+            self._start_flusher()
 
     def record_guard_refusal(self, partner_key: str) -> bool:
         """Count a failed-attempt-guard refusal that read no row, if the key's credential is known.
@@ -159,6 +199,8 @@ class UsageRecorder:
                 self._learn(partner_key, credential_id)
             self._pending.setdefault(credential_id, _Pending()).last_used_at = now
         self._touch(credential_id)
+        if self._flusher is None:
+            self._start_flusher()
 
     def _touch(self, credential_id: int) -> None:
         """Note that this thread's current request recorded something for `credential_id`."""
@@ -225,6 +267,9 @@ class UsageRecorder:
             else:
                 self._start_sweep_if_due(now)
                 self._take_from_sweep(now, due)
+        return self._write_due(due)
+
+    def _write_due(self, due: list) -> int:
         written = 0
         for index, (cid, pending) in enumerate(due):
             try:
@@ -243,6 +288,57 @@ class UsageRecorder:
                     self._queued.clear()
                 break
         return written
+
+    def flush_ready(self, limit: int | None = None) -> int:
+        """Write up to `limit` credentials whose write is due, oldest first (the flusher thread).
+
+        Returns the UPDATEs run. Never raises, like :meth:`flush_due`.
+        """
+        limit = FLUSH_THREAD_WRITES_PER_TICK if limit is None else limit
+        now = self.clock()
+        due = []
+        with self._lock:
+            for cid in list(self._pending):
+                if len(due) >= limit:
+                    break
+                last = self._flushed_at.get(cid)
+                if last is None or now - last >= FLUSH_INTERVAL_SECONDS:
+                    due.append((cid, self._pending.pop(cid)))
+                    self._flushed_at[cid] = now + _jitter()
+        return self._write_due(due)
+
+    def _start_flusher(self) -> None:
+        """Start this process's flusher thread (once; again in a forked child)."""
+        if not settings.USAGE_FLUSH_THREAD:
+            return
+        with self._lock:
+            if self._flusher is not None:
+                return
+            self._stop = threading.Event()
+            self._flusher = threading.Thread(
+                target=self._flush_forever, args=(self._stop,), name="usage-flusher", daemon=True
+            )
+        self._flusher.start()
+        atexit.register(flush_at_exit)
+
+    def _flush_forever(self, stop: threading.Event) -> None:
+        from django.db import close_old_connections
+
+        while not stop.wait(FLUSH_TICK_SECONDS):
+            try:
+                close_old_connections()  # the thread's own connection: CONN_MAX_AGE, health
+                self.flush_ready()
+            except Exception as exc:  # never let the thread die; flush_ready already logs
+                logger.warning("usage flusher: %s", type(exc).__name__)
+        connection.close()
+
+    def stop_flusher(self) -> None:
+        """Stop the flusher thread (the process is leaving); what it held is left pending."""
+        thread = self._flusher
+        self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self._flusher = None
 
     def _start_sweep_if_due(self, now: float) -> None:
         """Queue every pending credential once a minute, at this process's offset."""
@@ -300,7 +396,9 @@ class UsageRecorder:
 
     def _after_fork_in_child(self) -> None:
         # Another thread of the parent may have held the lock at the fork: start with a new one.
+        # The parent's flusher thread does not exist here: the child starts its own on first use.
         self._lock = threading.Lock()
+        self._flusher = None
         self.reset()
 
 
@@ -333,32 +431,85 @@ def _last_used_sql(vendor: str) -> str:
 
 
 def _write(credential_id: int, pending: _Pending) -> None:
+    """One statement per credential and flush (two on SQLite when there are failures)."""
     only_use = not pending.counts and not pending.wrong_secret and not pending.last_failure_at
-    if only_use and connection.vendor in _GREATEST:
+    if only_use:
         if pending.last_used_at is not None:
             used = connection.ops.adapt_datetimefield_value(pending.last_used_at)
             with connection.cursor() as cursor:
                 cursor.execute(_last_used_sql(connection.vendor), [used, used, credential_id])
         return
-    updates: dict[str, object] = {name: F(name) + n for name, n in pending.counts.items() if n}
+    update, update_params = _failure_update(credential_id, pending)
+    with connection.cursor() as cursor:
+        if not pending.buckets:
+            cursor.execute(update, update_params)
+            return
+        insert, insert_params = _failures_upsert(credential_id, pending.buckets)
+        if connection.vendor == "postgresql":
+            # A data-modifying WITH runs to completion whether or not the UPDATE reads it.
+            cursor.execute(f"WITH added AS ({insert}) {update}", insert_params + update_params)
+        else:
+            cursor.execute(insert, insert_params)
+            cursor.execute(update, update_params)
+
+
+def statements_per_failure_write() -> int:
+    """What :func:`_write` runs for a credential with failures: 1 on PostgreSQL, 2 on SQLite."""
+    return 1 if connection.vendor == "postgresql" else 2
+
+
+def _failure_update(credential_id: int, pending: _Pending) -> tuple[str, list]:
+    """The credential row's part: counters by column, the last failure, the last use."""
+    q = connection.ops.quote_name
+    sets: list[str] = []
+    params: list = []
+    for name, n in pending.counts.items():
+        if n:
+            sets.append(f"{q(name)} = {q(name)} + %s")
+            params.append(n)
     if pending.wrong_secret:
-        updates["failed_secret_count"] = Case(
-            *[
-                When(secret_version=version, then=F("failed_secret_count") + n)
-                for version, n in pending.wrong_secret.items()
-            ],
-            default=F("failed_secret_count"),
-            output_field=models.PositiveIntegerField(),
-        )
+        # Wrong-secret counts only apply while the row still has the version they were seen
+        # under: the column means "since the last rotation".
+        column, version = q("failed_secret_count"), q("secret_version")
+        whens = []
+        for secret_version, n in pending.wrong_secret.items():
+            whens.append(f"WHEN {version} = %s THEN {column} + %s")
+            params += [secret_version, n]
+        sets.append(f"{column} = CASE {' '.join(whens)} ELSE {column} END")
     if pending.last_failure_at is not None:
-        updates["last_failure_at"] = pending.last_failure_at
-        updates["last_failure_reason"] = pending.last_failure_reason
+        sets.append(f"{q('last_failure_at')} = %s")
+        sets.append(f"{q('last_failure_reason')} = %s")
+        params += [
+            connection.ops.adapt_datetimefield_value(pending.last_failure_at),
+            pending.last_failure_reason,
+        ]
     if pending.last_used_at is not None:
         # Workers flush on their own schedules: never move last_used_at backwards.
-        used = Value(pending.last_used_at)
-        updates["last_used_at"] = Greatest(Coalesce(F("last_used_at"), used), used)
-    if updates:
-        Credential.objects.filter(pk=credential_id).update(**updates)
+        column = q("last_used_at")
+        used = connection.ops.adapt_datetimefield_value(pending.last_used_at)
+        sets.append(f"{column} = {_GREATEST[connection.vendor]}(COALESCE({column}, %s), %s)")
+        params += [used, used]
+    sql = f"UPDATE {q(Credential._meta.db_table)} SET {', '.join(sets)} WHERE {q('id')} = %s"
+    return sql, params + [credential_id]
+
+
+def _failures_upsert(
+    credential_id: int, buckets: dict[tuple[dt.datetime, int, str], int]
+) -> tuple[str, list]:
+    """Add to the per-hour, per-version counters (both databases upsert)."""
+    q = connection.ops.quote_name
+    table, count = q(CredentialFailure._meta.db_table), q("count")
+    key = ", ".join(q(c) for c in ("credential_id", "hour", "secret_version", "reason"))
+    params: list = []
+    for (hour, version, reason), n in buckets.items():
+        hour = connection.ops.adapt_datetimefield_value(hour)
+        params += [credential_id, hour, version, reason, n]
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(buckets))
+    sql = (
+        f"INSERT INTO {table} ({key}, {count}) VALUES {values}"
+        f" ON CONFLICT ({key}) DO UPDATE SET {count} = {table}.{count} + excluded.{count}"
+    )
+    return sql, params
 
 
 recorder = UsageRecorder()
@@ -366,6 +517,7 @@ recorder = UsageRecorder()
 
 def flush_at_exit() -> int:
     """Write every pending count now: this process is exiting (gunicorn's ``worker_exit``)."""
+    recorder.stop_flusher()
     written = recorder.flush_due(force=True)
     if written:
         logger.info("wrote the usage counters of %d credential(s) before exiting", written)
@@ -392,3 +544,12 @@ def _flush_after_response(**kwargs) -> None:
 # A forked worker must neither write its parent's pending counts a second time nor share its
 # parent's sweep offset (gunicorn --preload).
 os.register_at_fork(after_in_child=recorder._after_fork_in_child)
+
+
+configure()
+
+
+@receiver(setting_changed)
+def _reconfigure(*, setting: str, **kwargs) -> None:
+    if setting == "USAGE_FLUSH_SECONDS":
+        configure()

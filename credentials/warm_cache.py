@@ -20,6 +20,10 @@ What keeps this correct:
   when idle for ``GATEWAY_WARM_CACHE_TTL`` seconds or when the cache holds
   ``GATEWAY_WARM_CACHE_SIZE`` entries (least recently used first).
 * ``GATEWAY_WARM_CACHE = False`` turns it off: every check runs argon2.
+
+An entry whose credential has been rotated since is not thrown away but *retired*: kept (same
+bound) only to tell the console that a refused secret is one rotated away rather than a wrong
+one (:meth:`WarmCache.is_retired`). A retired digest never lets anything through.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class WarmCache:
         self._lock = threading.Lock()
         # partner_key -> (credential id, secret_version, digest, expires at)
         self._entries: OrderedDict[str, tuple[int, int, bytes, float]] = OrderedDict()
+        # partner_key -> (credential id, digest) of secrets verified before a rotation
+        self._retired: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self._key = secrets.token_bytes(32)
 
     @sensitive_variables("secret")
@@ -106,6 +112,27 @@ class WarmCache:
             if entry is not None and entry[:2] == (credential_id, secret_version):
                 del self._entries[partner_key]
 
+    def retire(self, partner_key: str, credential_id: int, secret_version: int) -> None:
+        """Forget the entry for a rotated-away version, remembering its digest as retired."""
+        with self._lock:
+            entry = self._entries.get(partner_key)
+            if entry is None or entry[:2] != (credential_id, secret_version):
+                return
+            del self._entries[partner_key]
+            self._retired[partner_key] = (credential_id, entry[2])
+            self._retired.move_to_end(partner_key)
+            while len(self._retired) > settings.GATEWAY_WARM_CACHE_SIZE:
+                self._retired.popitem(last=False)
+
+    @sensitive_variables("secret")
+    def is_retired(self, partner_key: str, credential_id: int, secret: str) -> bool:
+        """Whether `secret` was right for this credential before a rotation (as far as known)."""
+        with self._lock:
+            entry = self._retired.get(partner_key)
+        if entry is None or entry[0] != credential_id:
+            return False
+        return hmac.compare_digest(entry[1], self._digest(secret))
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -113,6 +140,7 @@ class WarmCache:
         """Forget every digest and draw a new process key."""
         with self._lock:
             self._entries.clear()
+            self._retired.clear()
             self._key = secrets.token_bytes(32)
 
 

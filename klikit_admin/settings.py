@@ -7,6 +7,7 @@ half-read configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 
@@ -263,7 +264,8 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 # Where partners call the klikit API; used in the example shown with a new secret.
-PARTNER_API_BASE_URL = env.str("PARTNER_API_BASE_URL", default="https://api.klikit.example")
+# Unset (the default): the page showing a new secret gives no example request.
+PARTNER_API_BASE_URL = env.str("PARTNER_API_BASE_URL", default="")
 
 # --- Internationalisation, static files -----------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -303,6 +305,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # its INFO lines repeat every sign-in; events are audited
     },
 }
 
@@ -366,3 +369,62 @@ if any(len(key) < 32 for key in [AUDIT_SEAL_KEY, *AUDIT_SEAL_PREVIOUS_KEYS] if k
 AUDIT_VERIFY_TIME_BUDGET_SECONDS = env_int(
     "AUDIT_VERIFY_TIME_BUDGET_SECONDS", 20, minimum=1, maximum=600
 )
+
+# --- Operator sign-in: lockout, two-factor, client address, session lifetime (issue 8) -------
+# credentials/signin.py, credentials/twofactor.py and credentials/origin.py explain them.
+# Proxies whose X-Forwarded-For is believed (addresses or CIDR ranges, comma-separated).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"Environment variable TRUSTED_PROXIES: {exc}") from None
+# LIMIT consecutive failures for one username from one address lock that pair for SECONDS;
+# 4 x LIMIT failures from one address within SECONDS lock the address for every username.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# Operators must sign in with a second factor (TOTP or a recovery code); on unless DEBUG.
+OPERATOR_2FA_REQUIRED = env_bool("OPERATOR_2FA_REQUIRED", not DEBUG)
+# Keys that encrypt operators' TOTP keys in the database; the first encrypts, all decrypt (so a
+# new one can be put in front during a rotation). Empty: one key derived from SECRET_KEY.
+OPERATOR_2FA_ENCRYPTION_KEYS = env_list("OPERATOR_2FA_ENCRYPTION_KEYS", [])
+if any(len(key) < 32 for key in OPERATOR_2FA_ENCRYPTION_KEYS):
+    raise ImproperlyConfigured(
+        "Environment variable OPERATOR_2FA_ENCRYPTION_KEYS: each key needs >= 32 chars."
+    )
+# A session ends this long after sign-in, however active (besides the idle timeout).
+SESSION_MAX_AGE_SECONDS = env_int("SESSION_MAX_AGE_SECONDS", 12 * 3600, minimum=60)
+
+INSTALLED_APPS += ["django_otp", "axes"]
+_auth_at = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
+MIDDLEWARE[_auth_at + 1 : _auth_at + 1] = [
+    "django_otp.middleware.OTPMiddleware",
+    "credentials.signin.OperatorSessionMiddleware",
+]
+# Last, so it turns a lockout flagged during the view into the 429 page.
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked pair or address before the password
+    "django.contrib.auth.backends.ModelBackend",
+]
+# django-axes stores failures in the database (AccessAttempt per username/address, and the
+# failure log the per-address count reads), so locks hold across workers and restarts.
+AXES_HANDLER = "credentials.signin.OperatorLockoutHandler"
+AXES_FAILURE_LIMIT = "credentials.signin.failure_limit"
+AXES_COOLOFF_TIME = "credentials.signin.lockout_duration"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "credentials.origin.client_address"
+AXES_LOCKOUT_CALLABLE = "credentials.signin.lockout_response"
+AXES_RESET_ON_SUCCESS = True  # the pair's count; the address's (failure log) is kept
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # a lock lasts as long as it says
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_DISABLE_ACCESS_LOG = True  # sign-ins are in the audit log
+AXES_ENABLE_ADMIN = False  # the console has its own lockout page
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "csrfmiddlewaretoken"]
+AXES_VERBOSE = False
+
+# --- Console: misuse counts and incident actions (issue 12) ---------------------------------
+# The longest a gateway worker holds a misuse count before writing it, even with no further
+# request (a background thread per process writes what is due).
+USAGE_FLUSH_SECONDS = env_int("USAGE_FLUSH_SECONDS", 60, minimum=1, maximum=3600)
+USAGE_FLUSH_THREAD = env_bool("USAGE_FLUSH_THREAD", True)

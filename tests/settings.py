@@ -11,6 +11,12 @@ os.environ.setdefault("SECRET_KEY", "test-only-insecure-secret-key")
 os.environ.setdefault("ARGON2_TIME_COST", "1")
 os.environ.setdefault("ARGON2_MEMORY_COST", "64")
 os.environ.setdefault("ARGON2_PARALLELISM", "1")
+# Tests run with DEBUG off, where the second factor is required; the suite signs operators in
+# with a password, and the two-factor tests (tests/test_two_factor*.py) turn it on.
+os.environ.setdefault("OPERATOR_2FA_REQUIRED", "0")
+# The usage writer's thread would write outside the test's transaction; tests that need it
+# run a real gunicorn, which reads the environment again.
+os.environ.setdefault("USAGE_FLUSH_THREAD", "0")
 
 from klikit_admin.settings import *  # noqa: E402,F403
 

@@ -31,10 +31,11 @@ def events(actor):
 
 @pytest.mark.parametrize("persona", ["viewer", "issuer", "security"])
 def test_every_role_sees_the_head_and_the_last_verification(client, events, persona):
-    login_as(client, persona)
+    login_as(client, persona)  # signing in is an event too (operator.signed_in)
     html = client.get(reverse(LIST)).content.decode()
-    head = events[-1]
-    assert 'id="audit-chain-head">#4 <code>' + head.hash + "</code>" in html
+    head = AuditEvent.objects.order_by("-sequence").first()
+    assert head.sequence == len(events) + 1
+    assert f'id="audit-chain-head">#{head.sequence} <code>{head.hash}</code>' in html
     assert 'id="audit-chain-last-verification">never' in html
     assert ('id="audit-chain-verify"' in html) == (persona == "security")
 
@@ -55,19 +56,22 @@ def test_anonymous_is_sent_to_sign_in(client, events):
 
 
 def test_a_security_admin_verifies_and_the_result_is_audited_and_shown(client, events):
-    user = login_as(client, "security")
+    user = login_as(client, "security")  # event 5: operator.signed_in
+    head = AuditEvent.objects.order_by("-sequence").first()
+    assert head.sequence == 5
     assert client.get(reverse(VERIFY)).status_code == 405
-    response = client.post(reverse(VERIFY), HTTP_X_REQUEST_ID="req-verify-1", follow=True)
+    request_id = "req_5d1f0c9e-7a2b-4c3d-8e9f-0a1b2c3d4e5f"  # the gateway's format (origin.py)
+    response = client.post(reverse(VERIFY), HTTP_X_REQUEST_ID=request_id, follow=True)
     assert response.status_code == 200
     html = response.content.decode()
-    assert f"Audit chain verified: 4 events, head #4 {events[-1].hash}." in html
+    assert f"Audit chain verified: 5 events, head #5 {head.hash}." in html
     event = AuditEvent.objects.get(action=AuditEvent.Action.AUDIT_VERIFIED)
-    assert (event.actor, event.request_id, event.sequence) == (user, "req-verify-1", 5)
+    assert (event.actor, event.request_id, event.sequence) == (user, request_id, 6)
     assert event.details["result"] == "ok"
-    assert event.details["head"] == {"sequence": 4, "hash": events[-1].hash}
+    assert event.details["head"] == {"sequence": 5, "hash": head.hash}
     shown = html.split('id="audit-chain-last-verification">')[1].split("</dd>")[0]
     assert '<span class="status status-ok">OK</span>' in shown
-    assert "4 events verified up to #4" in shown
+    assert "5 events verified up to #5" in shown
     assert event.occurred_at.strftime("%Y-%m-%d %H:%M:%S") + " UTC by security" in shown
 
 

@@ -155,7 +155,7 @@ def test_export_streams_with_an_iterator_in_chunks(client, issue, monkeypatch):
     assert seen["events"].__class__.__name__ == "generator"
     assert seen["events"].gi_code.co_name == "_iterator"
     assert audit_admin.EXPORT_CHUNK_SIZE <= 5000
-    rows = _rows(response)
+    rows = [row for row in _rows(response) if row["action"] != "operator.signed_in"]
     assert [row["action"] for row in rows] == ["credential.issued", "business.created"]
 
 
@@ -192,7 +192,7 @@ def test_actor_name_that_looks_like_a_formula_is_quoted(client):
     services.business_create(
         actor=services.Actor(username="=cmd|' /C calc'!A0"), business_id=8, name="X"
     )
-    [row] = _rows(client.get(reverse(EXPORT)))
+    [row] = _rows(client.get(reverse(EXPORT) + "?action=business.created"))
     assert row["actor"] == "'=cmd|' /C calc'!A0"
 
 

@@ -134,7 +134,7 @@ def test_the_list_has_a_pending_cutover_column_and_filter(client, issue, actor):
     url = reverse("admin:credentials_credential_changelist")
     html = client.get(url).content.decode()
     assert "Pending cutover (UTC)" in html
-    assert f"v2 at {cutover_at:%Y-%m-%d %H:%M} (in 1d " in html
+    assert f"v2 at {cutover_at:%Y-%m-%d %H:%M:%S} (in 1d " in html
     only_pending = client.get(url, {"cutover": "pending"}).content.decode()
     assert pending.partner_key in only_pending and plain.partner_key not in only_pending
     only_none = client.get(url, {"cutover": "none"}).content.decode()

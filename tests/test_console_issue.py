@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import time
 
@@ -65,10 +66,11 @@ def test_issue_shows_keys_authorization_and_curl_once_in_the_post_response(
     assert crypto.verify_secret(credential.secret_hash, secret).ok
     html = response.content.decode()
     basic = base64.b64encode(f"{credential.partner_key}:{secret}".encode()).decode()
-    assert f"Authorization: Basic {basic}" in html
-    assert f"curl -u '{credential.partner_key}:{secret}'" in html
+    assert f'<code id="authorization">Basic {basic}</code>' in html  # the value alone
+    assert "curl" not in html  # PARTNER_API_BASE_URL is unset: no example that cannot work
+    assert "Till sync" in html  # the label
     assert "only time this secret is shown" in html
-    assert html.count('data-copy="') == 4
+    assert html.count('data-copy="') == 3
     assert credential.scopes == ["orders:read", "menu:read"]
     assert credential.rate_limit_per_minute == 120
     assert credential.label == "Till sync"
@@ -239,7 +241,12 @@ def test_nothing_is_stored_when_the_form_is_shown(client, issuer):
     client.get(reverse(ADD))
     assert not FormSubmission.objects.exists()
     [session] = Session.objects.all()
-    assert set(session.get_decoded()) <= {"_auth_user_id", "_auth_user_backend", "_auth_user_hash"}
+    assert set(session.get_decoded()) <= {
+        "_auth_user_id",
+        "_auth_user_backend",
+        "_auth_user_hash",
+        "klikit_signed_in_at",  # when it signed in (the session's absolute lifetime)
+    }
 
 
 def test_a_submission_is_recorded_with_what_it_produced_and_old_rows_are_purged(
@@ -321,12 +328,12 @@ def test_audit_event_records_the_operator_request_and_address(client, issuer, bu
     client.post(
         reverse(ADD),
         {**_form(business), "once": token},
-        HTTP_X_REQUEST_ID="req-console-1",
+        HTTP_X_REQUEST_ID="req_0b5e4c1a-7d2f-4e8a-9c3b-1f2e3d4c5b6a",
         REMOTE_ADDR="10.1.2.3",
     )
     event = AuditEvent.objects.get(action="credential.issued")
     assert event.actor == issuer
-    assert event.request_id == "req-console-1"
+    assert event.request_id == "req_0b5e4c1a-7d2f-4e8a-9c3b-1f2e3d4c5b6a"
     assert event.source_ip == "10.1.2.3"
 
 
@@ -389,3 +396,59 @@ def test_an_operator_who_submitted_forms_can_still_be_deleted(client, issuer, bu
     assert response.status_code == 302
     assert not FormSubmission.objects.exists()
     assert Credential.objects.count() == 1  # what they issued stays
+
+
+# --- safer issuing (issue 12) ----------------------------------------------------------------
+
+
+def test_a_second_issue_of_the_same_business_and_label_asks_first(client, issuer, business):
+    first, _ = _issue(client, business)
+    credential = Credential.objects.get()
+    # Back, and the form submitted again: a new visit, so a new one-time token.
+    again, _ = _issue(client, business)
+    assert again.status_code == 200
+    html = again.content.decode()
+    assert f"{credential.partner_key} was issued for this business with this label" in html
+    assert "less than a minute ago" in html
+    assert 'name="confirm_duplicate"' in html and 'type="checkbox"' in html
+    assert Credential.objects.count() == 1
+    assert not secrets_in(again)
+    # The same form, with the box ticked (its token was not used up): a deliberate second one.
+    token = once_token(again)
+    confirmed = client.post(
+        reverse(ADD), {**_form(business), "once": token, "confirm_duplicate": "on"}
+    )
+    assert len(set(secrets_in(confirmed))) == 1
+    assert Credential.objects.count() == 2
+
+
+def test_another_label_or_an_older_issue_is_not_asked_about(client, issuer, business):
+    _issue(client, business)
+    other, _ = _issue(client, business, label="Reports")
+    assert len(set(secrets_in(other))) == 1
+    Credential.objects.update(created_at=Credential.objects.get(label="Reports").created_at)
+    from django.utils import timezone
+
+    Credential.objects.update(created_at=timezone.now() - dt.timedelta(minutes=11))
+    later, _ = _issue(client, business)
+    assert len(set(secrets_in(later))) == 1
+
+
+def test_the_issue_form_asks_the_browser_not_to_restore_its_entries(client, issuer):
+    html = client.get(reverse(ADD)).content.decode()
+    assert 'id="issue_form" data-submit-once novalidate autocomplete="off"' in html
+
+
+def test_with_a_partner_api_base_url_the_example_request_uses_it(
+    client, issuer, business, settings
+):
+    settings.PARTNER_API_BASE_URL = "https://partner.klikit.example/v1/stores"
+    response, _ = _issue(client, business)
+    credential = Credential.objects.get()
+    [secret] = set(secrets_in(response))
+    html = response.content.decode()
+    expected = (
+        f"curl -u '{credential.partner_key}:{secret}' 'https://partner.klikit.example/v1/stores'"
+    )
+    assert expected in html
+    assert html.count('data-copy="') == 4

@@ -68,6 +68,7 @@ def edit(client, ctx, allowed):
             "scopes": ["orders:read"],
             "rate_limit_per_minute": 5,
             "expires_at": "",
+            "confirm_scope_removal": "on",  # orders:write goes
         },
     )
 
@@ -220,9 +221,10 @@ def test_only_security_admins_manage_operators(client, ctx):
         url,
         {
             "username": "newop",
+            "email": "newop@klikit.test",
+            "role": "Viewer",
             "password1": "A-long-pass-phrase-1",
             "password2": "A-long-pass-phrase-1",
-            "usable_password": "true",
         },
     )
     assert response.status_code == 302

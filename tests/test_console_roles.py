@@ -53,3 +53,25 @@ def test_no_role_may_change_or_delete_audit_events_or_credentials():
             }
             & granted
         )
+
+
+def test_migration_0015_gives_console_access_to_every_operator_with_a_role():
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    migration = importlib.import_module("credentials.migrations.0015_staff_follows_role")
+    users = get_user_model().objects
+    with_role = users.create_user("with-role", is_staff=False)
+    with_role.groups.add(Group.objects.get(name="Issuer"))
+    without_role = users.create_user("without-role", is_staff=False)
+    staff_without_role = users.create_user("staff-without-role", is_staff=True)
+
+    migration.staff_with_a_role(apps, SimpleNamespace(connection=connection))
+
+    assert users.get(pk=with_role.pk).is_staff
+    assert not users.get(pk=without_role.pk).is_staff
+    assert users.get(pk=staff_without_role.pk).is_staff  # never takes access away

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from credentials import crypto
-from credentials.models import AuditEvent, Credential
+from credentials.models import AuditEvent, Credential, CredentialFailure
 from tests.console_support import login_as, once_token, secrets_in, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -193,6 +194,7 @@ def test_edit_changes_label_scopes_cap_and_expiry_through_the_service(client, is
             "scopes": ["stock:read"],
             "rate_limit_per_minute": 30,
             "expires_at": "2099-01-02T03:04",
+            "confirm_scope_removal": "on",
         },
     )
     assert response.status_code == 302
@@ -229,8 +231,12 @@ def test_edit_refuses_unknown_scopes_and_past_expiry(client, issue):
 def test_credential_page_never_shows_the_hash_and_shows_misuse_counters(client, issue):
     login_as(client, "security")
     credential, _ = issue()
+    now = timezone.now()
     Credential.objects.filter(pk=credential.pk).update(
-        failed_secret_count=7, last_failure_reason="secret_mismatch"
+        failed_secret_count=7, last_failure_reason="wrong_secret", last_failure_at=now
+    )
+    CredentialFailure.objects.create(
+        credential=credential, hour=now, secret_version=1, reason="wrong_secret", count=7
     )
     html = client.get(
         reverse("admin:credentials_credential_change", args=[credential.pk])
@@ -238,7 +244,8 @@ def test_credential_page_never_shows_the_hash_and_shows_misuse_counters(client, 
     assert credential.secret_hash not in html
     assert "$argon2" not in html
     assert "secret_hash" not in html
-    assert "secret_mismatch" in html
+    assert "7 refused since the last rotation" in html
+    assert "wrong secret" in html and "console-misuse-warning" in html
     assert "Audit trail" in html
     assert "Credential issued" in html
 

@@ -24,12 +24,14 @@ from tests.ops_helpers import (
     documented_environment,
     fill_placeholders,
     header,
+    healthy,
     json_lines,
     placeholder_values,
     request,
     run_entrypoint,
     served,
 )
+from tests.signin_support import key_from_text, totp
 
 README = ROOT / "README.md"
 
@@ -148,6 +150,22 @@ def test_entrypoint_migrates_then_serves_console_static_files_metrics_and_json_l
         assert status == 200  # the form again, with an error
         status, headers, _ = console.post("/login/", {"username": "oncall", "password": password})
         assert status == 302, "signed in"
+        # Production requires a second factor: the password alone leads to enrolment.
+        assert header(headers, "Location") == "/operator/two-factor/"
+        status, _, page = console.get("/credentials/credential/add/")
+        assert status == 302, "no console page without a confirmed device"
+        status, _, page = console.get("/operator/two-factor/")
+        assert status == 200
+        totp_key = re.search(r'id="totp-key">([A-Z2-7 ]+)<', page).group(1)
+        code = totp(key_from_text(totp_key))
+        status, _, page = console.post(
+            "/operator/two-factor/", {"action": "confirm", "otp_token": code}
+        )
+        assert status == 200
+        recovery_codes = re.findall(
+            r"<code>([a-z0-9-]+)</code>", page.split('id="recovery-codes"')[1].split("</ol>")[0]
+        )
+        assert len(recovery_codes) == 10
 
         status, _, page = console.get("/credentials/credential/add/")
         assert status == 200
@@ -204,6 +222,7 @@ def test_entrypoint_migrates_then_serves_console_static_files_metrics_and_json_l
         ready = request(port, "GET", "/api/v1/health/ready")
         assert ready[0] == 200
 
+    assert not healthy(port), "the HEALTHCHECK fails once the server is gone"
     log = log_path.read_text()
     assert "Applying" not in log, "serve must never migrate"
     records = json_lines(log)
@@ -236,5 +255,8 @@ def test_entrypoint_migrates_then_serves_console_static_files_metrics_and_json_l
         "sk_",
         "csrfmiddlewaretoken",
         console.cookies.get("sessionid", "no-session-cookie"),
+        totp_key,
+        totp_key.replace(" ", ""),
+        *recovery_codes,
     ):
         assert forbidden not in log, forbidden

@@ -33,6 +33,8 @@ def _load_settings(**env) -> subprocess.CompletedProcess:
         ("GATEWAY_FAILED_ATTEMPT_LIMIT", "0"),
         ("GATEWAY_WARM_CACHE", "maybe"),
         ("GATEWAY_WARM_CACHE_SIZE", "lots"),
+        ("GATEWAY_SHARED_WARM_TTL_SECONDS", "-1"),
+        ("GATEWAY_SHARED_WARM_TTL_SECONDS", "a day"),
         ("GATEWAY_ARGON2_CONCURRENCY", "0"),
         ("GATEWAY_TOKENS", "short"),
         ("DB_CONNECT_TIMEOUT", "0"),

@@ -9,6 +9,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from credentials import crypto, services, usage
+from credentials.models import Credential
 from credentials.usage import recorder
 from tests.gateway_helpers import basic, verify
 
@@ -58,6 +59,65 @@ def test_old_secret_uses_since_rotation_are_counted(client, gateway, issue, acto
     assert credential.failed_secret_count == 37
     assert credential.last_failure_reason == "wrong_secret"
     assert credential.last_failure_at is not None
+
+
+def test_no_count_waits_longer_than_usage_flush_seconds_by_default(settings):
+    from klikit_admin import settings as production
+
+    assert production.USAGE_FLUSH_SECONDS <= 60
+    settings.USAGE_FLUSH_SECONDS = production.USAGE_FLUSH_SECONDS
+    longest = usage.FLUSH_INTERVAL_SECONDS + usage.FLUSH_JITTER_SECONDS + usage.FLUSH_TICK_SECONDS
+    assert longest <= 60.0
+
+
+def test_expired_is_counted_apart_from_revoked(client, gateway, issue, actor, clock):
+    import datetime as dt
+
+    credential, secret = issue()
+    Credential.objects.filter(pk=credential.pk).update(
+        expires_at=timezone.now() - dt.timedelta(minutes=1)
+    )
+    assert verify(client, basic(credential.partner_key, secret)).status_code == 403
+    credential.refresh_from_db()
+    assert (credential.failed_expired_count, credential.failed_revoked_count) == (1, 0)
+    assert credential.last_failure_reason == "expired"
+
+
+def test_failures_are_kept_per_hour_and_secret_version_across_rotation(
+    client, gateway, issue, actor, clock, settings
+):
+    from credentials.models import CredentialFailure
+
+    settings.GATEWAY_FAILED_ATTEMPT_LIMIT = 100
+    credential, old = issue()
+    for _ in range(3):
+        verify(client, basic(credential.partner_key, crypto.generate_secret()))
+    recorder.flush_due(force=True)
+    services.credential_rotate(actor=actor, credential=credential)
+    verify(client, basic(credential.partner_key, crypto.generate_secret()))
+    recorder.flush_due(force=True)
+    rows = CredentialFailure.objects.filter(credential=credential)
+    assert {(r.secret_version, r.reason, r.count) for r in rows} == {
+        (1, "wrong_secret", 3),
+        (2, "wrong_secret", 1),
+    }
+
+
+def test_a_secret_rotated_away_is_told_apart_from_a_wrong_one(
+    client, gateway, issue, actor, clock, settings
+):
+    from credentials.models import CredentialFailure
+
+    settings.GATEWAY_FAILED_ATTEMPT_LIMIT = 100
+    credential, old = issue()
+    assert verify(client, basic(credential.partner_key, old)).status_code == 200  # warm
+    services.credential_rotate(actor=actor, credential=credential)
+    for _ in range(3):
+        assert verify(client, basic(credential.partner_key, old)).status_code == 401
+    verify(client, basic(credential.partner_key, crypto.generate_secret()))
+    recorder.flush_due(force=True)
+    counts = {r.reason: r.count for r in CredentialFailure.objects.filter(credential=credential)}
+    assert counts == {"rotated_secret": 3, "wrong_secret": 1}
 
 
 def test_failures_are_counted_by_reason(client, gateway, issue, actor, clock):
@@ -155,13 +215,15 @@ def test_one_call_runs_at_most_the_bound_of_updates_and_later_calls_write_all(ga
     bound = 1 + usage.SWEEP_WRITES_PER_REQUEST
     with CaptureQueriesContext(connection) as queries:
         written = rec.flush_due(ids[0])
-    assert written == len(queries.captured_queries) == bound  # its own, and N of the sweep
+    per_write = usage.statements_per_failure_write()
+    assert written == bound  # its own, and N of the sweep
+    assert len(queries.captured_queries) == bound * per_write
     assert rec.sweep_backlog() > 0  # the rest is left for the following requests
     calls = 1
     while rec.sweep_backlog():
         with CaptureQueriesContext(connection) as queries:
             rec.flush_due()
-        assert len(queries.captured_queries) <= usage.SWEEP_WRITES_PER_REQUEST
+        assert len(queries.captured_queries) <= usage.SWEEP_WRITES_PER_REQUEST * per_write
         calls += 1
         assert calls <= 500, "the sweep must end"
     assert Credential.objects.filter(pk__in=ids, failed_scope_count=1).count() == 500
@@ -180,8 +242,9 @@ def test_a_request_pays_for_at_most_the_bound_while_500_credentials_are_due(
     header = basic(credential.partner_key, secret)
     assert verify(client, header).status_code == 200  # cold: its first use is written at once
     for _ in range(5):
-        # The lookup, and at most N UPDATEs for the sweep (its own is not due again yet).
-        with django_assert_max_num_queries(1 + usage.SWEEP_WRITES_PER_REQUEST):
+        # The lookup, and at most N writes for the sweep (its own is not due again yet).
+        bound = 1 + usage.SWEEP_WRITES_PER_REQUEST * usage.statements_per_failure_write()
+        with django_assert_max_num_queries(bound):
             assert verify(client, header).status_code == 200
     assert recorder.sweep_backlog() > 0
 
@@ -222,7 +285,8 @@ def test_each_process_sweeps_at_its_own_random_offset():
     assert rec.sweep_offset != before
 
 
-def test_the_sweep_follows_the_offset(gateway):
+def test_the_sweep_follows_the_offset(gateway, monkeypatch):
+    monkeypatch.setattr(usage, "FLUSH_INTERVAL_SECONDS", 60.0)  # the schedule below in minutes
     now = {"t": 1000.0}
     rec = usage.UsageRecorder(clock=lambda: now["t"])
     rec.sweep_offset = 17.0
@@ -257,6 +321,7 @@ def test_guard_refusals_without_a_query_are_still_counted(client, gateway, issue
 
 def test_credentials_used_together_fall_due_spread_out_not_all_at_once(monkeypatch):
     """A wave of first uses (a deploy, a warm-up) must not come due as one wave a minute later."""
+    monkeypatch.setattr(usage, "FLUSH_INTERVAL_SECONDS", 60.0)
     monkeypatch.setattr(usage, "FLUSH_JITTER_SECONDS", 30.0)
     now = {"t": 0.0}
     written_at: dict[int, list[float]] = {}

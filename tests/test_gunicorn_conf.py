@@ -69,3 +69,59 @@ def test_worker_exit_writes_pending_usage_in_the_worker_only(monkeypatch):
     assert calls == ["flushed"]
     settings["worker_exit"](None, SimpleNamespace(pid=os.getpid() + 1))  # in the arbiter
     assert calls == ["flushed"]
+
+
+def test_the_arbiter_creates_empties_and_removes_the_metrics_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    conf["on_starting"](None)
+    created = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert created.is_dir() and not any(created.iterdir())
+    (created / "counter_4242.db").write_bytes(b"x")
+    conf["on_exit"](None)
+    assert not created.exists()
+
+    given = tmp_path / "metrics"  # an operator's own directory: emptied of old counts, kept
+    given.mkdir()
+    (given / "counter_1.db").write_bytes(b"stale")
+    (given / "README").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    conf["on_starting"](None)
+    assert sorted(p.name for p in given.iterdir()) == ["README"]
+    conf["on_exit"](None)
+    assert given.is_dir()
+
+
+def test_a_dead_workers_live_gauge_files_are_marked(monkeypatch, tmp_path):
+    from prometheus_client import multiprocess
+
+    marked = []
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(
+        multiprocess, "mark_process_dead", lambda pid, path=None: marked.append(pid)
+    )
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    conf["child_exit"](None, SimpleNamespace(pid=4242))
+    assert marked == [4242]
+
+
+def test_gunicorns_own_lines_follow_log_format(tmp_path, monkeypatch):
+    import json
+
+    log_file = tmp_path / "error.log"
+    for fmt, check in (("json", json.loads), ("plain", lambda line: "INFO gunicorn.error" in line)):
+        monkeypatch.setenv("LOG_FORMAT", fmt)
+        cfg = Config()
+        cfg.set("errorlog", str(log_file))
+        cfg.set("loglevel", "info")
+        logger = Logger(cfg)
+        logger.info("Booting worker with pid: %s", 4242)
+        for handler in logger.error_log.handlers:
+            handler.flush()
+        line = log_file.read_text().splitlines()[-1]
+        record = check(line)
+        assert record
+        if fmt == "json":
+            assert record["logger"] == "gunicorn.error" and record["request_id"] is None
+            assert record["message"] == "Booting worker with pid: 4242"

@@ -1,7 +1,8 @@
 """The operator console: django.contrib.admin, arranged for issuing and guarding credentials.
 
 One module per page family: ``businesses``, ``credentials`` (issue, rotate, revoke), ``audit``,
-``operators``. Roles are groups (migration 0003); every view checks its own permission.
+``operators`` (with ``lockouts`` and ``twofactor``: sign-in, the two-factor page, resets).
+Roles are groups (migration 0003); every view checks its own permission.
 """
 
 from django.contrib import admin

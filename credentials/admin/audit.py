@@ -8,7 +8,6 @@ The export carries every hashed field, so ``docs/verify_audit_export.py`` can ch
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 
@@ -27,9 +26,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from .. import audit, audit_verify
+from ..audit_summary import summarize, utc
 from ..models import AuditEvent
 from .common import actor_for
-from .filters import ActorFilter, CredentialFilter, DateRangeFilter
+from .filters import ActorFilter, BusinessFilter, CredentialFilter, DateRangeFilter, OperatorFilter
+from .mixins import FilterLookupsOnly
+from .paging import CappedPaginator
 
 EXPORT_CHUNK_SIZE = 2000
 CSV_COLUMNS = [
@@ -44,6 +46,7 @@ CSV_COLUMNS = [
     "details",
     # The chain (docs/audit.md): with the columns above, every hashed field.
     *("actor_pk", "business_pk", "credential_pk", "sequence", "prev_hash", "hash"),
+    "summary",  # for people; not hashed
 ]
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection). A leading
 # apostrophe is escaped too, so "drop one leading apostrophe" undoes the escape unambiguously.
@@ -85,23 +88,32 @@ def csv_lines(events: Iterable[AuditEvent]) -> Iterator[str]:
                     event.sequence,
                     event.prev_hash,
                     event.hash,
+                    summarize(event.action, event.details),
                 )
             ]
         )
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(FilterLookupsOnly, admin.ModelAdmin):
     list_display = [
         "when",
         "action",
-        "actor_username",
+        "summary",
+        "actor_display",
         "business_link",
         "credential_link",
         "source_ip",
     ]
     list_display_links = ["when"]
-    list_filter = ["action", ActorFilter, "business", CredentialFilter, DateRangeFilter]
+    list_filter = [
+        "action",
+        ActorFilter,
+        BusinessFilter,
+        CredentialFilter,
+        OperatorFilter,
+        DateRangeFilter,
+    ]
     list_select_related = ["business", "credential"]
     search_fields = ["actor_username", "credential__partner_key", "business__name", "request_id"]
     search_help_text = "Actor, partner key, business name or request id."
@@ -109,11 +121,13 @@ class AuditEventAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 100
+    paginator = CappedPaginator
     actions = None
     fields = [
-        "occurred_at",
+        "when",
         "action",
-        "actor_username",
+        "summary",
+        "actor_display",
         "business_link",
         "credential_link",
         "request_id",
@@ -122,6 +136,10 @@ class AuditEventAdmin(admin.ModelAdmin):
         *("sequence", "prev_hash", "hash", "seal"),
     ]
     readonly_fields = fields
+
+    @property
+    def media(self):
+        return super().media + BusinessFilter.media()  # the business filter's search box
 
     # Read-only for everyone, superusers included: the log is append-only by design.
     def has_add_permission(self, request):
@@ -135,7 +153,15 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="when (UTC)", ordering="occurred_at")
     def when(self, event: AuditEvent) -> str:
-        return event.occurred_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return utc(event.occurred_at)
+
+    @admin.display(description="what happened")
+    def summary(self, event: AuditEvent) -> str:
+        return summarize(event.action, event.details)
+
+    @admin.display(description="actor", ordering="actor_username")
+    def actor_display(self, event: AuditEvent) -> str:
+        return event.actor_username
 
     @admin.display(description="business", ordering="business__business_id")
     def business_link(self, event: AuditEvent):

@@ -1,4 +1,5 @@
-"""The business pages: search, create, rename, delete while unused, and its credentials."""
+"""The business pages: search, create, rename, delete while unused, its credentials and its
+recent events, and the incident action: revoke every credential of the business at once."""
 
 from __future__ import annotations
 
@@ -6,19 +7,25 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
 
 from .. import services
-from ..forms import BusinessForm
-from ..models import Business
+from ..audit_summary import summarize
+from ..forms import BusinessForm, RevokeAllForm
+from ..models import Business, Credential
 from .common import actor_for, short_datetime
-from .mixins import ServiceWritesMixin
+from .mixins import FilterLookupsOnly, ServiceWritesMixin
+
+RECENT_EVENTS = 25
 
 
 @admin.register(Business)
-class BusinessAdmin(ServiceWritesMixin, admin.ModelAdmin):
+class BusinessAdmin(FilterLookupsOnly, ServiceWritesMixin, admin.ModelAdmin):
     form = BusinessForm
     list_display = ["business_id", "name", "credential_count", "created"]
     list_display_links = ["business_id", "name"]
@@ -27,7 +34,10 @@ class BusinessAdmin(ServiceWritesMixin, admin.ModelAdmin):
     actions = None
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_credential_count=Count("credentials"))
+        queryset = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name == "autocomplete":
+            return queryset  # the business filter's search: no counting per business
+        return queryset.annotate(_credential_count=Count("credentials"))
 
     @admin.display(description="credentials", ordering="_credential_count")
     def credential_count(self, obj: Business):
@@ -47,11 +57,15 @@ class BusinessAdmin(ServiceWritesMixin, admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["business_id", "name"]
-        return ["business_id", "name", "created_at", "updated_at"]
+        return ["business_id", "name", "created", "updated"]
 
     def get_readonly_fields(self, request, obj=None):
         # The klikit business id is permanent once the business exists.
-        return [] if obj is None else ["business_id", "created_at", "updated_at"]
+        return [] if obj is None else ["business_id", "created", "updated"]
+
+    @admin.display(description="updated (UTC)")
+    def updated(self, obj: Business) -> str:
+        return short_datetime(obj.updated_at)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -115,6 +129,72 @@ class BusinessAdmin(ServiceWritesMixin, admin.ModelAdmin):
         extra_context = extra_context or {}
         business = self.get_object(request, object_id)
         if business is not None and request.user.has_perm("credentials.view_credential"):
-            extra_context["credentials"] = business.credentials.order_by("-created_at", "-id")
+            credentials = list(business.credentials.order_by("-created_at", "-id"))
+            extra_context["credentials"] = credentials
+            extra_context["can_revoke_all"] = request.user.has_perm(
+                "credentials.revoke_credential"
+            ) and any(not c.is_revoked for c in credentials)
+        if business is not None and request.user.has_perm("credentials.view_auditevent"):
+            events = business.audit_events.select_related("credential")
+            extra_context["recent_events"] = [
+                (event, summarize(event.action, event.details))
+                for event in events.order_by("-occurred_at", "-id")[:RECENT_EVENTS]
+            ]
         extra_context["can_issue"] = request.user.has_perm("credentials.add_credential")
         return super().change_view(request, object_id, form_url, extra_context)
+
+    # --- the incident action ---------------------------------------------------------------
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:object_id>/revoke-all/",
+                self.admin_site.admin_view(self.revoke_all_view),
+                name="credentials_business_revoke_all",
+            ),
+            *super().get_urls(),
+        ]
+
+    @method_decorator(sensitive_post_parameters())
+    def revoke_all_view(self, request, object_id: int):
+        """Revoke every credential of the business not revoked yet: one reason, one transaction."""
+        if not request.user.has_perm("credentials.revoke_credential"):
+            raise PermissionDenied
+        business = Business.objects.filter(pk=object_id).first()
+        if business is None:
+            raise Http404("No such business.")
+        active = business.credentials.filter(status=Credential.Status.ACTIVE).order_by(
+            "partner_key"
+        )
+        if request.method == "POST":
+            form = RevokeAllForm(request.POST, business=business)
+            if form.is_valid():
+                try:
+                    revoked = services.credential_revoke_all(
+                        actor=actor_for(request),
+                        business=business.pk,
+                        reason=form.cleaned_data["reason"],
+                    )
+                except services.DomainError as exc:
+                    form.add_error(None, exc.message)
+                else:
+                    self.message_user(
+                        request,
+                        f"Revoked {len(revoked)} credential(s) of {business}. "
+                        "They no longer authenticate.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(
+                        reverse("admin:credentials_business_change", args=[business.pk])
+                    )
+        else:
+            form = RevokeAllForm(business=business)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": business,
+            "title": f"Revoke every credential of {business}",
+            "form": form,
+            "active": list(active),
+        }
+        return TemplateResponse(request, "admin/credentials/business/revoke_all.html", context)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-import uuid
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -12,34 +10,28 @@ from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_variables
 
-from .. import crypto, services
+from .. import crypto, origin, services
 from ..models import Credential
-
-_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+from ..origin import client_address
 
 
 def short_datetime(value: dt.datetime | None) -> str:
-    """A compact UTC timestamp for list columns (the locale's long format wraps)."""
+    """A UTC timestamp to the second for list columns (the column's title says UTC)."""
     if value is None:
         return "-"
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def request_id(request: HttpRequest) -> str:
-    """The id a proxy gave this request (X-Request-ID), or a new one."""
-    if getattr(request, "request_id", None):  # the one its log line carries (request_log.py)
-        return request.request_id
-    given = request.headers.get("X-Request-ID", "")
-    if _REQUEST_ID_RE.fullmatch(given):
-        return given
-    return uuid.uuid4().hex
+    """This request's id (the gateway's when it has the gateway's format, else a new one)."""
+    return origin.request_id(request)
 
 
 def actor_for(request: HttpRequest) -> services.Actor:
     return services.Actor.for_user(
         request.user,
         request_id=request_id(request),
-        source_ip=request.META.get("REMOTE_ADDR") or None,
+        source_ip=client_address(request),
     )
 
 
@@ -75,7 +67,8 @@ def render_secret_once(
             "credential": credential,
             "secret": secret,
             "authorization": crypto.authorization_value(credential.partner_key, secret),
-            "api_base_url": settings.PARTNER_API_BASE_URL.rstrip("/"),
+            # Only a configured address: an example against a placeholder host would not work.
+            "api_base_url": settings.PARTNER_API_BASE_URL,
         },
     )
     return no_store(response)

@@ -8,75 +8,102 @@ templates only hide what the server refuses anyway. Every write is a service cal
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ORDER_VAR
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from .. import cutover, services
+from .. import crypto, cutover, misuse, services
+from ..audit_summary import summarize, utc
 from ..forms import CredentialEditForm, CredentialIssueForm, RevokeForm, RotateForm
 from ..models import Credential
 from . import once
 from .common import actor_for, no_store, render_secret_once, short_datetime
 from .cutover import CutoverAdminMixin
-from .filters import CutoverFilter, ExpiryFilter, ScopeFilter
-from .mixins import ServiceWritesMixin
+from .filters import (
+    BusinessFilter,
+    CutoverFilter,
+    ExpiryFilter,
+    RecentFailuresFilter,
+    ScopeFilter,
+)
+from .mixins import FilterLookupsOnly, ServiceWritesMixin
+from .paging import CappedPaginator
 
 AUDIT_TRAIL_LENGTH = 25
+# A second issue for the same business and label within this time asks for confirmation.
+DUPLICATE_WINDOW = dt.timedelta(minutes=10)
 
 sensitive_post = method_decorator(sensitive_post_parameters())
 
-USAGE_FIELDS = [
-    "last_used_at",
-    "failed_secret_count",
-    "failed_revoked_count",
-    "failed_scope_count",
-    "failed_rate_limited_count",
-    "last_failure_at",
-    "last_failure_reason",
-]
+USAGE_FIELDS = ["last_used", "misuse_display", "last_failure"]
 SECRET_FIELDS = [
     "secret_version",
     "pending_cutover",
-    "created_at",
+    "created",
     "created_by",
-    "rotated_at",
+    "rotated",
     "rotated_by",
 ]
 DETAIL_FIELDSETS = [
     ("Usage and misuse", {"fields": USAGE_FIELDS}),
     ("Secret", {"fields": SECRET_FIELDS}),
 ]
-REVOCATION_FIELDSET = ("Revocation", {"fields": ["revoked_at", "revoked_by", "revoke_reason"]})
+REVOCATION_FIELDSET = ("Revocation", {"fields": ["revoked", "revoked_by", "revoke_reason"]})
+OPERATOR_FIELDS = {"created_by", "rotated_by", "revoked_by"}
+
+
+def _operator_names_only(fieldsets: list) -> list:
+    """The same fieldsets with operators as plain names (for who may not open operator pages)."""
+    named = [
+        (title, [f"{f}_name" if f in OPERATOR_FIELDS else f for f in opts["fields"]], opts)
+        for title, opts in fieldsets
+    ]
+    return [(title, {**opts, "fields": fields}) for title, fields, opts in named]
 
 
 @admin.register(Credential)
-class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
+class CredentialAdmin(CutoverAdminMixin, FilterLookupsOnly, ServiceWritesMixin, admin.ModelAdmin):
     list_display = [
-        "partner_key",
+        "partner_key_cell",
         "business",
         "label",
         "scopes_display",
         "status_display",
+        "expires",
+        "failures_24h",
         "last_used",
         "created",
         "pending_cutover",
     ]
+    list_display_links = None  # the partner key cell links itself, beside its copy button
     list_select_related = ["business"]
-    list_filter = ["status", ScopeFilter, ExpiryFilter, CutoverFilter, "business"]
+    list_filter = [
+        "status",
+        RecentFailuresFilter,
+        ScopeFilter,
+        ExpiryFilter,
+        CutoverFilter,
+        BusinessFilter,
+    ]
     search_fields = ["partner_key", "label", "business__name", "=business__business_id"]
     search_help_text = "Partner key, label, business name or klikit business id."
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
+    paginator = CappedPaginator
     actions = None
     form = CredentialEditForm
     exclude = ["secret_hash"]
@@ -85,10 +112,36 @@ class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
         "business",
         "status_display",
         "scopes_display",
+        "expires",
         *USAGE_FIELDS,
         *SECRET_FIELDS,
         *REVOCATION_FIELDSET[1]["fields"],
+        *(f"{name}_name" for name in sorted(OPERATOR_FIELDS)),
     ]
+
+    @property
+    def media(self):
+        return super().media + BusinessFilter.media()  # the business filter's search box
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self._sorted_by(request, "failures_24h"):
+            return misuse.with_recent_failures_for_sorting(queryset)
+        return misuse.with_recent_failures(queryset)
+
+    def _sorted_by(self, request, column: str) -> bool:
+        """Whether the list's ``o`` parameter sorts by `column` (a list_display name)."""
+        wanted = str(self.list_display.index(column))
+        ordering = request.GET.get(ORDER_VAR, "")
+        return wanted in (part.lstrip("-") for part in ordering.split("."))
+
+    def get_search_results(self, request, queryset, search_term):
+        # A whole partner key (the usual search: pasted from a ticket or a log) is one unique
+        # index lookup; anything else searches label and business too (a scan).
+        term = search_term.strip()
+        if crypto.is_well_formed_partner_key(term):
+            return queryset.filter(partner_key=term), False
+        return super().get_search_results(request, queryset, search_term)
 
     # --- permissions: the templates ask these, and so does every view ---------------------
 
@@ -118,13 +171,71 @@ class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
         state = "revoked" if obj.is_revoked else "expired" if obj.is_expired() else "active"
         return format_html('<span class="status status-{}">{}</span>', state, state)
 
+    @admin.display(description="partner key", ordering="partner_key")
+    def partner_key_cell(self, obj: Credential) -> str:
+        url = self._change_url(obj)
+        return format_html(
+            '<a href="{}"><code class="partner-key" id="pk-{}">{}</code></a>'
+            '<button type="button" class="console-copy console-copy-small" data-copy="pk-{}"'
+            ' aria-label="Copy partner key {}">Copy</button>',
+            url,
+            obj.pk,
+            obj.partner_key,
+            obj.pk,
+            obj.partner_key,
+        )
+
+    @admin.display(description="expires (UTC)", ordering="expires_at")
+    def expires(self, obj: Credential) -> str:
+        return short_datetime(obj.expires_at) if obj.expires_at else "never"
+
+    @admin.display(description="failures (24 h)", ordering="failures_24h")
+    def failures_24h(self, obj: Credential) -> str:
+        count = getattr(obj, "failures_24h", 0)
+        if not count:
+            return "0"
+        return format_html('<span class="console-misuse">{}</span>', count)
+
     @admin.display(description="last used (UTC)", ordering="last_used_at")
     def last_used(self, obj: Credential) -> str:
-        return short_datetime(obj.last_used_at)
+        return short_datetime(obj.last_used_at) if obj.last_used_at else "never"
 
     @admin.display(description="created (UTC)", ordering="created_at")
     def created(self, obj: Credential) -> str:
         return short_datetime(obj.created_at)
+
+    @admin.display(description="rotated (UTC)")
+    def rotated(self, obj: Credential) -> str:
+        return short_datetime(obj.rotated_at) if obj.rotated_at else "never"
+
+    @admin.display(description="revoked (UTC)")
+    def revoked(self, obj: Credential) -> str:
+        return short_datetime(obj.revoked_at)
+
+    @admin.display(description="last failure")
+    def last_failure(self, obj: Credential) -> str:
+        if obj.last_failure_at is None:
+            return "none"
+        return f"{misuse.reason_words(obj.last_failure_reason)}, {utc(obj.last_failure_at)}"
+
+    @admin.display(description="refused requests")
+    def misuse_display(self, obj: Credential) -> str:
+        return render_to_string(
+            "admin/credentials/credential/_misuse.html",
+            {"misuse": misuse.for_credential(obj), "flush_seconds": settings.USAGE_FLUSH_SECONDS},
+        )
+
+    @admin.display(description="created by")
+    def created_by_name(self, obj: Credential) -> str:
+        return obj.created_by.get_username() if obj.created_by else "-"
+
+    @admin.display(description="rotated by")
+    def rotated_by_name(self, obj: Credential) -> str:
+        return obj.rotated_by.get_username() if obj.rotated_by else "-"
+
+    @admin.display(description="revoked by")
+    def revoked_by_name(self, obj: Credential) -> str:
+        return obj.revoked_by.get_username() if obj.revoked_by else "-"
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {"title": "Credentials", **(extra_context or {})}
@@ -136,10 +247,14 @@ class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
         editable = self.has_change_permission(request, obj)
         main = ["partner_key", "business", "status_display", "label"]
         main += ["scopes" if editable else "scopes_display"]
-        main += ["rate_limit_per_minute", "expires_at"]
+        main += ["rate_limit_per_minute"]
+        # Read-only, the admin would show the expiry in its own locale format: show UTC.
+        main += ["expires_at", "confirm_scope_removal"] if editable else ["expires"]
         fieldsets = [(None, {"fields": main}), *DETAIL_FIELDSETS]
         if obj is not None and obj.is_revoked:
             fieldsets.insert(1, REVOCATION_FIELDSET)
+        if not request.user.has_perm("auth.view_user"):
+            fieldsets = _operator_names_only(fieldsets)
         return fieldsets
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -154,7 +269,7 @@ class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
         return {
             "can_rotate": self.has_rotate_permission(request, credential),
             "can_revoke": self.has_revoke_permission(request, credential),
-            "audit_trail": [(event, json.dumps(event.details, sort_keys=True)) for event in events],
+            "audit_trail": [(event, summarize(event.action, event.details)) for event in events],
             "audit_trail_url": _audit_url(credential),
             "show_save_and_add_another": False,  # "add" is issuing, not a form to repeat
             **self.cutover_context(request, credential),
@@ -170,6 +285,13 @@ class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
             rate_limit_per_minute=data["rate_limit_per_minute"],
             expires_at=data["expires_at"],
         )
+
+    def response_change(self, request, obj):
+        """After Save, the credential's page again (not the list): the operator checks it."""
+        response = super().response_change(request, obj)
+        if response.status_code == 302 and "_continue" not in request.POST:
+            return HttpResponseRedirect(self._change_url(obj))
+        return response
 
     def history_view(self, request, object_id, extra_context=None):
         credential = self.get_object(request, object_id)
@@ -235,6 +357,8 @@ class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
             if form.is_valid():
                 try:
                     return self._issue(request, form)
+                except RecentDuplicate as exc:
+                    form.ask_to_confirm_duplicate(str(exc))
                 except services.DomainError as exc:
                     form.add_error(None, exc.message)
                 except once.InvalidToken as exc:
@@ -256,6 +380,8 @@ class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
         data = form.cleaned_data
         with once.guard(request, data["once"], "issue") as outcome:
             if outcome.fresh:
+                if duplicate := _recent_duplicate(data):
+                    raise RecentDuplicate(duplicate)  # rolls back: the form may be sent again
                 credential, secret = services.credential_issue(
                     actor=actor_for(request),
                     business=data["business"],
@@ -369,6 +495,39 @@ class CredentialAdmin(CutoverAdminMixin, ServiceWritesMixin, admin.ModelAdmin):
         return reverse(
             f"{self.admin_site.name}:credentials_credential_change", args=[credential.pk]
         )
+
+
+class RecentDuplicate(Exception):
+    """The same business and label were issued moments ago: ask before issuing again."""
+
+
+def _recent_duplicate(data: dict) -> str | None:
+    """Why to ask before issuing: the same business and label were issued moments ago.
+
+    Going Back from the page showing a secret and submitting again must not issue a second live
+    credential by accident (a new visit to the form gets a new one-time token).
+    """
+    if data.get("confirm_duplicate"):
+        return None
+    now = timezone.now()
+    earlier = (
+        Credential.objects.filter(
+            business=data["business"],
+            label=data["label"],
+            created_at__gte=now - DUPLICATE_WINDOW,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if earlier is None:
+        return None
+    ago = now - earlier.created_at
+    when = "less than a minute" if ago.total_seconds() < 60 else timesince(earlier.created_at, now)
+    return (
+        f"{earlier.partner_key} was issued for this business with this label {when} ago. "
+        "Nothing was issued now. If you really need a second credential, tick the box below "
+        "and issue again."
+    )
 
 
 def _offer_new_token(request, form, purpose: str, message: str) -> None:

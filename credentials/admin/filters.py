@@ -10,8 +10,11 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
-from ..models import Credential
+from .. import misuse
+from ..models import Business, Credential
 
 
 class ScopeFilter(admin.SimpleListFilter):
@@ -119,6 +122,32 @@ class CredentialFilter(admin.SimpleListFilter):
         return queryset.filter(credential_id=int(value))
 
 
+class OperatorFilter(admin.SimpleListFilter):
+    """Events about one operator account (``details.operator_id``). Set from its history link."""
+
+    title = "operator"
+    parameter_name = "operator"
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        if value and value.isdigit():
+            name = get_user_model().objects.filter(pk=value).values_list("username", flat=True)
+            if name.first():
+                return [(value, name.first())]
+        return []
+
+    def has_output(self):
+        return self.value() is not None
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters("operator must be an id")
+        return queryset.filter(details__operator_id=int(value))
+
+
 class DateRangeFilter(admin.ListFilter):
     """From/to dates (inclusive, UTC) on `occurred_at`, entered as two date inputs."""
 
@@ -127,6 +156,7 @@ class DateRangeFilter(admin.ListFilter):
     field = "occurred_at"
     parameter_from = "occurred_from"
     parameter_to = "occurred_to"
+    lookup_parameters = (parameter_from, parameter_to)
 
     def __init__(self, request, params, model, model_admin):
         super().__init__(request, params, model, model_admin)
@@ -179,3 +209,91 @@ class DateRangeFilter(admin.ListFilter):
             "clear_url": changelist.get_query_string(remove=list(own)),
             "active": bool(self.used_parameters),
         }
+
+
+class BusinessFilter(admin.ListFilter):
+    """One business, picked by typing (the admin's autocomplete), never a list of them all.
+
+    Keeps the parameter of the admin's own foreign-key filter (``business__id__exact``), so
+    links from the business pages keep working.
+    """
+
+    title = "business"
+    template = "admin/credentials/business_filter.html"
+    parameter_name = "business__id__exact"
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        self.value = None
+        if self.parameter_name in params:
+            raw = params.pop(self.parameter_name)
+            raw = raw[-1] if isinstance(raw, list) else raw
+            if raw:
+                if not raw.isdigit():
+                    raise IncorrectLookupParameters("business must be an id")
+                self.value = int(raw)
+                self.used_parameters[self.parameter_name] = raw
+
+    def has_output(self):
+        return True
+
+    def expected_parameters(self):
+        return [self.parameter_name]
+
+    def queryset(self, request, queryset):
+        if self.value is None:
+            return queryset
+        return queryset.filter(business_id=self.value)
+
+    @staticmethod
+    def media():
+        """The admin's autocomplete scripts and styles, for the list page that shows this."""
+        from django.contrib.admin.widgets import AutocompleteSelect
+
+        return AutocompleteSelect(Credential._meta.get_field("business"), admin.site).media
+
+    def select(self) -> str:
+        """A select the admin's autocomplete script turns into a search box (select2)."""
+        from django.contrib.admin.widgets import AutocompleteSelect
+        from django.forms.utils import flatatt
+
+        # Any foreign key to Business names the model to search; the credential's will do.
+        widget = AutocompleteSelect(Credential._meta.get_field("business"), admin.site)
+        attrs = widget.build_attrs(
+            widget.attrs,
+            {"id": "id_business_filter", "name": self.parameter_name, "aria-label": "Business"},
+        )
+        selected = Business.objects.filter(pk=self.value).first() if self.value else None
+        option = (
+            format_html('<option value="{}" selected>{}</option>', selected.pk, selected)
+            if selected
+            else mark_safe('<option value=""></option>')
+        )
+        return format_html("<select{}>{}</select>", flatatt(attrs), option)
+
+    def choices(self, changelist):
+        own = set(self.expected_parameters())
+        yield {
+            "select": self.select(),
+            "hidden": [
+                (name, value)
+                for name, values in changelist.filter_params.items()
+                if name not in own
+                for value in values
+            ],
+            "clear_url": changelist.get_query_string(remove=list(own)),
+            "active": self.value is not None,
+        }
+
+
+class RecentFailuresFilter(admin.SimpleListFilter):
+    title = "recent failures"
+    parameter_name = "failures"
+
+    def lookups(self, request, model_admin):
+        return [("24h", "Has recent failures (24 h)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "24h":
+            return queryset.filter(pk__in=misuse.recently_failed_ids())
+        return queryset

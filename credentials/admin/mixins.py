@@ -38,3 +38,34 @@ class ServiceWritesMixin:
         except services.DomainError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+
+
+class FilterLookupsOnly:
+    """For a ModelAdmin: accept only the query-string lookups its own filters use.
+
+    Django's admin otherwise accepts any lookup on a model's own fields from the query string
+    (``?secret_hash__startswith=...`` reads a hash back a character at a time; ``__regex``
+    hands the database a pattern). Like ``UserAdmin`` refusing ``password``, but as an
+    allow-list: a field named in ``list_filter`` allows itself, its ``__exact`` and
+    ``__isnull`` (and ``__<pk>__exact`` for a relation); a filter class allows its own
+    parameters (``parameter_name``, or ``lookup_parameters``). Anything else is a 400.
+    """
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup in self.allowed_lookups(request)
+
+    def allowed_lookups(self, request) -> set[str]:
+        allowed: set[str] = set()
+        list_filter = self.get_list_filter(request) if request is not None else self.list_filter
+        for item in list_filter:
+            if isinstance(item, (list, tuple)):
+                item = item[0]
+            if isinstance(item, str):
+                allowed |= {item, f"{item}__exact", f"{item}__isnull"}
+                field = self.model._meta.get_field(item)
+                if field.is_relation:
+                    allowed.add(f"{item}__{field.target_field.name}__exact")
+            else:
+                params = getattr(item, "lookup_parameters", None)
+                allowed |= set(params or [item.parameter_name])
+        return allowed

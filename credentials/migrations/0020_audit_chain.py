@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("credentials", "0005_audit_actions")]
+    dependencies = [("credentials", "0015_staff_follows_role")]
 
     operations = [
         migrations.AddField(

@@ -42,8 +42,13 @@ def add_json_argument(parser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help=f"Print {what} as JSON.")
 
 
-def resolve_actor(username: str | None) -> services.Actor:
-    """Return the audit actor for ``--actor``: a named operator, or the command line."""
+def resolve_actor(username: str | None, *, permission: str) -> services.Actor:
+    """Return the audit actor for ``--actor``: a named operator, or the command line.
+
+    A named operator must hold `permission` (``app_label.codename``), the one the console
+    requires for the same action: the audit log never records someone doing what they may
+    not do.
+    """
     if username is None:
         return services.Actor.command_line()
     user_model = get_user_model()
@@ -53,6 +58,8 @@ def resolve_actor(username: str | None) -> services.Actor:
         raise CommandError(f"unknown operator: {username}") from None
     if not user.is_active or not user.is_staff:
         raise CommandError(f"{username} is not an active operator")
+    if not user.has_perm(permission):
+        raise CommandError(f"{username} may not do this: it needs the permission {permission}")
     return services.Actor.for_user(user)
 
 

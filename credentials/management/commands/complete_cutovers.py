@@ -20,7 +20,7 @@ class Command(BaseCommand):
         add_actor_argument(parser)
 
     def handle(self, *args, **options) -> None:
-        actor = resolve_actor(options["actor"])
+        actor = resolve_actor(options["actor"], permission="credentials.rotate_credential")
         completed = cutover.complete_due_cutovers(actor=actor)
         for credential in completed:
             self.stdout.write(

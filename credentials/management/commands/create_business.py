@@ -19,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         business_id = parse_business_id(options["business_id"])
-        actor = resolve_actor(options["actor"])
+        actor = resolve_actor(options["actor"], permission="credentials.add_business")
         with domain_errors():
             business = services.business_create(
                 actor=actor, business_id=business_id, name=options["name"]

@@ -54,7 +54,7 @@ class Command(BaseCommand):
         if rate_limit is not None:
             rate_limit = parse_int(rate_limit, "--rate-limit")
         expires_at = parse_expires_at(options["expires_at"])
-        actor = resolve_actor(options["actor"])
+        actor = resolve_actor(options["actor"], permission="credentials.add_credential")
         business = get_business(business_id)
         with domain_errors():
             credential, secret = services.credential_issue(

@@ -50,7 +50,7 @@ class Command(BaseCommand):
         if options["cancel_cutover"] and options["cutover_at"] is not None:
             raise CommandError("--cancel-cutover and --cutover-at cannot be combined")
         cutover_at = parse_expires_at(options["cutover_at"], option="--cutover-at")
-        actor = resolve_actor(options["actor"])
+        actor = resolve_actor(options["actor"], permission="credentials.rotate_credential")
         credential = get_credential(options["partner_key"])
         if options["cancel_cutover"]:
             with domain_errors():

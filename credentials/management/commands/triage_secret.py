@@ -35,7 +35,7 @@ class Command(BaseCommand):
 
     @sensitive_variables("value", "lines")
     def handle(self, *args, **options) -> None:
-        actor = resolve_actor(options["actor"])
+        actor = resolve_actor(options["actor"], permission="credentials.revoke_credential")
         stdin = sys.stdin
         if stdin.isatty():
             value = getpass.getpass("Paste the value to triage (not shown): ", stream=sys.stderr)

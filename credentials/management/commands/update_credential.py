@@ -55,7 +55,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "nothing to update: give --scope, --label, --rate-limit or --expires-at"
             )
-        actor = resolve_actor(options["actor"])
+        actor = resolve_actor(options["actor"], permission="credentials.change_credential")
         credential = get_credential(options["partner_key"])
         with domain_errors():
             credential = services.credential_update(actor=actor, credential=credential, **changes)

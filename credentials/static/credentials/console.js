@@ -4,6 +4,16 @@
 "use strict";
 
 (function () {
+  // Screen readers hear what a button did through one polite live region (base_site.html).
+  function announce(text) {
+    var region = document.getElementById("console-announcer");
+    if (!region) {
+      return;
+    }
+    region.textContent = "";
+    window.setTimeout(function () { region.textContent = text; }, 50);
+  }
+
   function copy(button) {
     var target = document.getElementById(button.dataset.copy);
     if (!target) {
@@ -11,8 +21,10 @@
     }
     var text = target.textContent;
     var done = function () {
-      var label = button.textContent;
+      var label = button.dataset.label || button.textContent;
+      button.dataset.label = label;
       button.textContent = "Copied";
+      announce("Copied");
       window.setTimeout(function () { button.textContent = label; }, 1500);
     };
     if (navigator.clipboard && window.isSecureContext) {
@@ -29,6 +41,20 @@
     }
     selection.removeAllRanges();
   }
+
+  // On a phone the list's filters come first (console.css); start them closed, except those
+  // in use, so the rows are one scroll away.
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.matchMedia("(max-width: 767px)").matches) {
+      return;
+    }
+    document.querySelectorAll("#changelist-filter details[open]").forEach(function (details) {
+      var inUse = details.querySelector("li.selected:not(:first-child), [selected], input[value]:not([type=hidden]):not([value=''])");
+      if (!inUse) {
+        details.removeAttribute("open");
+      }
+    });
+  });
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-copy]");
