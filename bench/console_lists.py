@@ -198,7 +198,7 @@ def _fill(credentials: int, events: int) -> None:
     ]
     _fill_audit_chain(events, now, rows, actions, details)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        cursor.execute("VACUUM ANALYZE")  # as autovacuum would: visibility map, statistics
     print(f"filled in {time.monotonic() - started:.0f} s")
 
 
