@@ -8,11 +8,14 @@ Run from the repository root (PostgreSQL on 127.0.0.1)::
 Uses a scratch database of its own (created when missing, filled once, kept for the next run;
 ``--drop`` removes it at the end). Rows are bulk-inserted: businesses, credentials (one argon2
 hash shared, only the rows matter), misuse counts for one credential in twenty within the last
-24 hours, and audit events written with ``bulk_create`` (the append-only rule forbids changing
-rows, not inserting them). Then each page is requested through Django's test client as a
-Viewer (middleware, queries, template rendering: everything but the network), once to warm up
-and ``--repeat`` times timed; it prints the median and the slowest time and the number of
-queries of each page. ``--explain`` prints PostgreSQL's plan of each page's main query.
+24 hours, and audit events as one valid hash chain (sequence, previous hash, hash and seal
+computed with ``credentials.audit``'s functions, rows written with ``bulk_create``, then the
+chain's head row set to the last event), so ``manage.py verify_audit_log`` passes on the filled
+database when run with the bench's ``SECRET_KEY`` (the seal key derives from it). Then each
+page is requested through Django's test client as a Viewer (middleware, queries, template
+rendering: everything but the network), once to warm up and ``--repeat`` times timed; it
+prints the median and the slowest time and the number of queries of each page.
+``--explain`` prints PostgreSQL's plan of each page's main query.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ def main() -> int:
             "ALLOWED_HOSTS": "testserver",
             "WHITENOISE_USE_FINDERS": "1",
             "USAGE_FLUSH_THREAD": "0",
+            "OPERATOR_2FA_REQUIRED": "0",  # the Viewer is signed in by force_login
             "DB_STATEMENT_TIMEOUT_MS": "0",
             "LOG_LEVEL": "WARNING",
         }
@@ -192,9 +196,33 @@ def _fill(credentials: int, events: int) -> None:
         {"secret_version": {"before": 1, "after": 2}},
         {"status": {"before": "active", "after": "revoked"}, "reason": "bench"},
     ]
+    _fill_audit_chain(events, now, rows, actions, details)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")  # as autovacuum would: visibility map, statistics
+    print(f"filled in {time.monotonic() - started:.0f} s")
+
+
+def _fill_audit_chain(events: int, now, rows, actions, details) -> None:
+    """Append `events` audit events as one valid hash chain, oldest first, in batches.
+
+    ``audit.record`` commits one append at a time (it locks the chain's head); here each event's
+    sequence, previous hash, hash and seal are computed with the same functions and the rows
+    are inserted ``BATCH`` at a time, then the head row is set to the last event, so
+    ``manage.py verify_audit_log`` passes on the filled database (with the bench's SECRET_KEY).
+    """
+    from credentials import audit
+    from credentials.models import AuditChainHead, AuditEvent
+
+    key = audit.current_seal_key()
+    previous = audit.GENESIS_HASH
+    sequence = 0
+    # n = events - 1 is the oldest event: the chain's times only move forward.
+    order = range(events - 1, -1, -1)
     for start in range(0, events, BATCH):
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
+        batch = []
+        for n in order[start : start + BATCH]:
+            sequence += 1
+            event = AuditEvent(
                 occurred_at=now - dt.timedelta(seconds=20 * n),
                 actor_username="bench",
                 action=actions[n % 4],
@@ -202,12 +230,17 @@ def _fill(credentials: int, events: int) -> None:
                 credential_id=rows[n % len(rows)][0],
                 request_id=f"req{n}",
                 details=details[n % 4],
+                sequence=sequence,
+                prev_hash=previous,
             )
-            for n in range(start, min(start + BATCH, events))
-        )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-    print(f"filled in {time.monotonic() - started:.0f} s")
+            event.hash = audit.event_hash(event.__dict__)
+            event.seal = audit.seal(event.hash, key)
+            previous = event.hash
+            batch.append(event)
+        AuditEvent.objects.bulk_create(batch)
+    AuditChainHead.objects.update_or_create(
+        id=1, defaults={"sequence": sequence, "hash": previous, "occurred_at": now}
+    )
 
 
 def _time_pages(repeat: int, explain: bool, only: str = "") -> None:

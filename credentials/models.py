@@ -10,7 +10,7 @@ import hmac
 import time
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -51,7 +51,16 @@ class CredentialQuerySet(models.QuerySet):
         )
 
     def with_scope(self, scope: str) -> CredentialQuerySet:
-        """Credentials granted `scope` (portable across SQLite and PostgreSQL)."""
+        """Credentials granted `scope`.
+
+        On PostgreSQL, JSON containment (``scopes @> '["scope"]'``): exact, answered by the GIN
+        index ``credential_scopes`` for a rare scope, and estimated from the column's
+        statistics, so a common scope's list page walks the ordering index and stops at a
+        page instead of sorting every match. SQLite has no JSON containment: it matches the
+        quoted scope in the JSON text.
+        """
+        if connections[self.db].vendor == "postgresql":
+            return self.filter(scopes__contains=[scope])
         return self.filter(scopes__icontains=f'"{scope}"')
 
 

@@ -218,6 +218,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         _db_options["options"] = (
             f"{_db_options.get('options', '')} -c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
         ).strip()
+    # No JIT compilation: this service's queries are short, and a plan whose estimate crosses
+    # jit_above_cost (the console's list sorted by failures, at 100,000 credentials) spent
+    # ~250 ms compiling to save nothing (docs/performance.md, console lists).
+    _db_options["options"] = f"{_db_options.get('options', '')} -c jit=off".strip()
 # A Redis rate-limit store that hangs must not hang the gateway: bounded socket timeouts, after
 # which the rate cap falls back to per-process counting (credentials/ratelimit.py).
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":

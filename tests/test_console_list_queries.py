@@ -81,6 +81,7 @@ def _queries(client, model, url: str, page_size: int, monkeypatch) -> int:
         (Credential, "admin:credentials_credential_changelist", ""),
         (Credential, "admin:credentials_credential_changelist", "?failures=24h&o=6"),
         (Credential, "admin:credentials_credential_changelist", "?status__exact=active&o=-6"),
+        (Credential, "admin:credentials_credential_changelist", "?scope=orders:read&o=-6&p=2"),
         (AuditEvent, "admin:credentials_auditevent_changelist", ""),
         (
             AuditEvent,
@@ -153,3 +154,22 @@ def test_failures_column_sorts_and_filters(client):
     assert order[0] == busy.partner_key and set(order[-2:]) == {quiet.partner_key, old.partner_key}
     assert "failures (24 h)" in html.lower()
     assert '<span class="console-misuse">50</span>' in html
+
+
+def test_pages_sorted_by_failures_list_every_credential_once_in_order(client, monkeypatch):
+    # The credential list picks a page's rows by id first (DeferredJoinPaginator): walking its
+    # pages must give the same order as sorting every row, ties (equal counts) by newest id.
+    _fill(rows=23)
+    credentials = list(Credential.objects.order_by("id"))
+    for n, credential in enumerate(credentials):
+        CredentialFailure.objects.filter(credential=credential).update(count=n % 4)
+    expected = sorted(credentials, key=lambda c: (-(credentials.index(c) % 4), -c.pk))
+    login_as(client, "viewer")
+    monkeypatch.setattr(admin.site._registry[Credential], "list_per_page", 5)
+    url = reverse("admin:credentials_credential_changelist")
+    listed = []
+    for page in range(1, 6):
+        html = client.get(url, {"o": "-6", "p": page}).content.decode()
+        keys = [c.partner_key for c in credentials if c.partner_key in html]
+        listed += sorted(keys, key=html.index)
+    assert listed == [c.partner_key for c in expected]

@@ -11,6 +11,7 @@ any later page (``?p=N``), which may be empty.
 from __future__ import annotations
 
 from django.core.paginator import Paginator
+from django.db.models import QuerySet, Subquery
 from django.utils.functional import cached_property
 
 CAP = 10_000
@@ -37,7 +38,30 @@ class CappedPaginator(Paginator):
 
     def page(self, number):
         number = self.validate_number(number)
-        if not self.capped:
-            return super().page(number)
         bottom = (number - 1) * self.per_page
-        return self._get_page(self.object_list[bottom : bottom + self.per_page], number, self)
+        top = bottom + self.per_page
+        if not self.capped and top + self.orphans >= self.count:
+            top = self.count  # Paginator's own rule: the orphans join the last page
+        return self._get_page(self.rows(bottom, top), number, self)
+
+    def rows(self, bottom: int, top: int):
+        """The rows of one page (still lazy)."""
+        return self.object_list[bottom:top]
+
+
+class DeferredJoinPaginator(CappedPaginator):
+    """Picks a page's rows by their ids first, then reads just those rows ("deferred join").
+
+    Sorting a whole table by a computed column (the credentials by failures in the last 24
+    hours) or skipping far into it (page 500) makes PostgreSQL carry every row, all columns
+    and the joined business, through the sort or the offset. Here the sort and the offset run
+    over ids alone (``id IN (SELECT id ... ORDER BY ... LIMIT 50 OFFSET n)``, an index-only
+    scan where it can be), and only the page's 50 rows are read and joined: still one query.
+    """
+
+    def rows(self, bottom: int, top: int):
+        queryset = self.object_list
+        if not isinstance(queryset, QuerySet) or queryset.query.distinct:
+            return super().rows(bottom, top)
+        ids = queryset.values("pk")[bottom:top]
+        return queryset.filter(pk__in=Subquery(ids))
