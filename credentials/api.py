@@ -16,7 +16,6 @@ import hmac
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -28,9 +27,8 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from . import gateway, log_format, metrics, ratelimit
+from . import gateway, log_format, metrics, origin, ratelimit
 from .gateway import Decision
-from .origin import GATEWAY_REQUEST_ID_RE as _REQUEST_ID_RE
 from .origin import client_address
 
 logger = logging.getLogger("klikit.gateway")
@@ -107,8 +105,7 @@ def gateway_endpoint(name: str, *, token_required: bool = True, forward: bool = 
         @sensitive_variables()
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             started = time.perf_counter()
-            incoming = request.META.get("HTTP_X_REQUEST_ID", "")
-            request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else f"req_{uuid.uuid4()}"
+            request_id = origin.request_id(request)  # the gateway's format, or a new one
             ctx = Context(request_id=request_id, endpoint=name)
             id_token = log_format.request_id.set(request_id)
             if forward:
