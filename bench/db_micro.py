@@ -78,19 +78,19 @@ def main() -> int:
     def select_django_cursor(i):
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         with connection.cursor() as cursor:
-            cursor.execute(sql, [now, now, keys[i % len(keys)]])
+            cursor.execute(sql, {"now": now, "partner_key": keys[i % len(keys)]})
             cursor.fetchone()
 
     def select_server_binding_prepared(i):
         with psycopg.Cursor(raw) as cursor:
             now = timezone.now()
-            cursor.execute(sql, [now, now, keys[i % len(keys)]], prepare=True)
+            cursor.execute(sql, {"now": now, "partner_key": keys[i % len(keys)]}, prepare=True)
             cursor.fetchone()
 
     def select_server_binding(i):
         with psycopg.Cursor(raw) as cursor:
             now = timezone.now()
-            cursor.execute(sql, [now, now, keys[i % len(keys)]], prepare=False)
+            cursor.execute(sql, {"now": now, "partner_key": keys[i % len(keys)]}, prepare=False)
             cursor.fetchone()
 
     def use_write_sql(i):

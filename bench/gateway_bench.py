@@ -104,7 +104,7 @@ def parse_args() -> argparse.Namespace:
         "--cache-url", default=c.CACHE_URL, help=f"CACHE_URL, a Redis ({c.CACHE_URL})"
     )
     parser.add_argument(
-        "--skip", action="append", default=[], choices=["cold", "nginx", "metrics"],
+        "--skip", action="append", default=[], choices=["cold", "nginx", "metrics", "flood"],
         help="leave out a part of the run (repeatable)",
     )  # fmt: skip
     parser.add_argument(
@@ -264,6 +264,9 @@ class Run:
         )
         order = [s.name for s in scenarios]
 
+        if "flood" in args.skip:  # phase 1 only: the floor, the hot path and the baselines
+            results = [merge_rounds(partial[name]) for name in order]
+            return results + self.later_phases(warm)
         conditions = self.phase2_conditions(main)
         slot = max(2, duration // 2)
         letters = "A" + "".join(x.letter for x in conditions)
@@ -278,6 +281,14 @@ class Run:
         for x in conditions:
             order += [x.beside_name, x.other.name]
         results = [merge_rounds(partial[name]) for name in order]
+        return results + self.later_phases(warm)
+
+    def later_phases(self, warm: Scenario) -> list[Result]:
+        """Phase 3 (nginx keep-alive) and the cold verify, unless skipped."""
+        args, common = self.args, {"workdir": self.workdir}
+        duration, rounds = args.duration, args.rounds
+        results: list[Result] = []
+        main = warm.server
         if "nginx" not in args.skip:
             if nginx.available():
                 results += self.keepalive_phase(main)

@@ -14,8 +14,8 @@ from django.core.handlers.wsgi import WSGIHandler
 from credentials import prepared, ratelimit  # noqa: I001 - after the product set Django up
 from klikit_admin.wsgi import application as _product
 
-prepared.usable = lambda: False
-ratelimit._redis_client = lambda: None
+prepared.usable = lambda db=None: False
+ratelimit._redis_client = lambda backend=None: None
 
 
 def application(environ, start_response):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import http.client
 import json
 import logging
 import time
@@ -56,18 +57,62 @@ class Context:
 
 # --- envelope -------------------------------------------------------------------------------
 
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per answer
+_STATUS_LINES = {code: f"{code} {phrase}" for code, phrase in http.client.responses.items()}
+
+
+class Answer:
+    """A gateway answer before it is HTTP: status, headers (in order) and body.
+
+    The fast path (credentials/fastpath.py) hands it to the WSGI server as it is; Django's
+    handler gets the same answer as an ``HttpResponse`` (:meth:`http_response`). Every header
+    is set by this module from values it made or checked (ids, codes, numbers, a well-formed
+    partner_key, catalog scope names), never from the request as given.
+    """
+
+    __slots__ = ("status_code", "content", "headers")
+
+    def __init__(self, status_code: int, content: bytes = b"", headers=None) -> None:
+        self.status_code = status_code
+        self.content = content
+        self.headers: dict[str, str] = {} if headers is None else headers
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.headers[name] = value
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name]
+
+    def status_line(self) -> str:
+        return _STATUS_LINES.get(self.status_code) or f"{self.status_code} Unknown"
+
+    def wsgi_headers(self) -> list[tuple[str, str]]:
+        headers = list(self.headers.items())
+        headers.append(("Content-Length", str(len(self.content))))
+        return headers
+
+    def http_response(self) -> HttpResponse:
+        response = HttpResponse(self.content, status=self.status_code)
+        if "Content-Type" not in self.headers:
+            del response["Content-Type"]
+        for name, value in self.headers.items():
+            response[name] = value
+        response._has_been_logged = True  # our own line replaces Django's warning
+        return response
+
 
 def _json(ctx: Context, status: int, payload: dict, headers: dict[str, str] | None = None):
-    body = json.dumps({"request_id": ctx.request_id, **payload}, separators=(",", ":"))
-    response = HttpResponse(body, status=status, content_type="application/json; charset=utf-8")
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
+    body = _ENCODER.encode({"request_id": ctx.request_id, **payload}).encode()
+    answer = Answer(status, body, {"Content-Type": JSON_CONTENT_TYPE})
+    if headers:
+        answer.headers.update(headers)
+    return answer
 
 
 def error_response(
     ctx: Context, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> HttpResponse:
+) -> Answer:
     ctx.outcome = code
     return _json(ctx, status, {"error": {"code": code, "message": message}}, headers)
 
@@ -100,10 +145,8 @@ def gateway_endpoint(name: str, *, token_required: bool = True, forward: bool = 
     """
 
     def decorate(view):
-        @csrf_exempt
-        @functools.wraps(view)
         @sensitive_variables()
-        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def answer(request, *args, **kwargs) -> Answer:
             started = time.perf_counter()
             request_id = origin.request_id(request)  # the gateway's format, or a new one
             ctx = Context(request_id=request_id, endpoint=name)
@@ -122,45 +165,77 @@ def gateway_endpoint(name: str, *, token_required: bool = True, forward: bool = 
                 )
             if forward and response.status_code != 200:
                 _forward_denial(response, ctx.outcome, nginx=ctx.nginx)
-            response["X-Request-Id"] = request_id
-            response["Cache-Control"] = "no-store"
-            response["X-Content-Type-Options"] = "nosniff"
-            response._has_been_logged = True  # our own line below replaces Django's warning
+            headers = response.headers
+            headers["X-Request-Id"] = request_id
+            headers["Cache-Control"] = "no-store"
+            headers["X-Content-Type-Options"] = "nosniff"
             elapsed = time.perf_counter() - started
             metrics.gateway_request(name, ctx.outcome, elapsed)
-            # The only line for this request (gunicorn.conf.py drops gunicorn's access line).
-            client = client_address(request)
-            fields = {
-                "endpoint": name,
-                "outcome": ctx.outcome,
-                "status": response.status_code,
-                "partner_key": ctx.partner_key,
-                "duration_ms": round(elapsed * 1000, 2),
-                "client": client,
-                "method": request.method,
-            }
-            logger.info(
-                "gateway request_id=%s method=%s client=%s endpoint=%s outcome=%s status=%s "
-                "partner_key=%s duration_ms=%.2f",
-                request_id,
-                request.method,
-                client or "-",
-                name,
-                ctx.outcome,
-                response.status_code,
-                ctx.partner_key or "-",
-                elapsed * 1000,
-                extra=fields,
-            )
+            _log_line(request, ctx, response.status_code, elapsed)
             log_format.request_id.reset(id_token)
             return response
 
+        @csrf_exempt
+        @functools.wraps(view)
+        @sensitive_variables()
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            """The endpoint as a Django view (the URLconf's, and the test client's)."""
+            return answer(request, *args, **kwargs).http_response()
+
+        wrapper.answer = answer  # what the fast path calls: the same answer, not yet HTTP
         return wrapper
 
     return decorate
 
 
-def _gateway_auth(request: HttpRequest, ctx: Context) -> HttpResponse | None:
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+_LINE = (
+    "gateway request_id=%s method=%s client=%s endpoint=%s outcome=%s status=%s "
+    "partner_key=%s duration_ms=%.2f"
+)
+
+
+def _log_line(request, ctx: Context, status: int, elapsed: float) -> None:
+    """The only line for this request (gunicorn.conf.py drops gunicorn's access line).
+
+    Through the logging system like any line (the logger's level and filters, the handlers
+    and their format), made cheap: the record is made here (``logger.info`` would walk the
+    stack for a file name and line no format of ours prints); it carries its fields under
+    ``log_format.LINE_FIELDS``, so the JSON formatter writes them directly and the redaction
+    filter, which has nothing to find in values made or checked here (the method is one of
+    ``_METHODS`` or ``OTHER``, the partner_key well-formed or absent), does not scan them.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    client = client_address(request)
+    method = request.method if request.method in _METHODS else "OTHER"  # no client text
+    duration_ms = elapsed * 1000
+    fields = {
+        "endpoint": ctx.endpoint,
+        "outcome": ctx.outcome,
+        "status": status,
+        "partner_key": ctx.partner_key,
+        "duration_ms": round(duration_ms, 2),
+        "client": client,
+        "method": method,
+    }
+    args = (
+        ctx.request_id,
+        method,
+        client or "-",
+        ctx.endpoint,
+        ctx.outcome,
+        status,
+        ctx.partner_key or "-",
+        duration_ms,
+    )
+    extra = {**fields, log_format.LINE_FIELDS: fields}
+    logger.handle(
+        logger.makeRecord(logger.name, logging.INFO, __file__, 0, _LINE, args, None, extra=extra)
+    )
+
+
+def _gateway_auth(request: HttpRequest, ctx: Context) -> Answer | None:
     """Check X-Gateway-Token against every configured token in constant time."""
     tokens = settings.GATEWAY_TOKENS
     if not tokens:
@@ -252,7 +327,7 @@ def _read_verify_body(request: HttpRequest) -> tuple[str | None, str | None]:
 
 @gateway_endpoint("verify")
 @sensitive_variables("authorization")
-def verify(request: HttpRequest, ctx: Context) -> HttpResponse:
+def verify(request: HttpRequest, ctx: Context) -> Answer:
     """Answer the gateway's JSON question: who is this, and may they use this scope?"""
     if request.method != "POST":
         return error_response(ctx, 405, "method_not_allowed", "Use POST.", {"Allow": "POST"})
@@ -291,7 +366,7 @@ def _forward_scope(request: HttpRequest) -> str | None:
 
 @gateway_endpoint("forward-auth", forward=True)
 @sensitive_variables("authorization")
-def forward_auth(request: HttpRequest, ctx: Context) -> HttpResponse:
+def forward_auth(request: HttpRequest, ctx: Context) -> Answer:
     """Answer a proxy's per-request question (nginx auth_request, Traefik, Envoy ext_authz)."""
     try:
         if request.GET.getlist("compat") not in ([], ["nginx"]):
@@ -305,17 +380,16 @@ def forward_auth(request: HttpRequest, ctx: Context) -> HttpResponse:
         return error_response(
             ctx, decision.status, decision.code, decision.message, _denial_headers(decision)
         )
-    response = HttpResponse(b"", status=200)
-    del response["Content-Type"]
-    response["X-Klikit-Business-Id"] = str(decision.business_id)
-    response["X-Klikit-Partner-Key"] = decision.partner_key
-    response["X-Klikit-Scopes"] = " ".join(decision.scopes)
-    for name, value in _rate_headers(decision.rate).items():
-        response[name] = value
-    return response
+    headers = {
+        "X-Klikit-Business-Id": str(decision.business_id),
+        "X-Klikit-Partner-Key": decision.partner_key,
+        "X-Klikit-Scopes": " ".join(decision.scopes),
+    }
+    headers.update(_rate_headers(decision.rate))
+    return Answer(200, b"", headers)  # no body, no Content-Type: the headers are the answer
 
 
-def _forward_denial(response: HttpResponse, code: str, *, nginx: bool) -> HttpResponse:
+def _forward_denial(response: Answer, code: str, *, nginx: bool) -> Answer:
     response["X-Klikit-Error-Code"] = code
     if nginx and response.status_code != 401:
         # nginx's auth_request turns anything but 2xx/401/403 into a 500 for the partner.
@@ -328,13 +402,13 @@ def _forward_denial(response: HttpResponse, code: str, *, nginx: bool) -> HttpRe
 
 
 @gateway_endpoint("health-live", token_required=False)
-def health_live(request: HttpRequest, ctx: Context) -> HttpResponse:
+def health_live(request: HttpRequest, ctx: Context) -> Answer:
     """Liveness: the process answers. No database, no cache."""
     return _json(ctx, 200, {"data": {"status": "ok"}})
 
 
 @gateway_endpoint("health-ready", token_required=False)
-def health_ready(request: HttpRequest, ctx: Context) -> HttpResponse:
+def health_ready(request: HttpRequest, ctx: Context) -> Answer:
     """Readiness: the database answers; the rate-limit store is shared or in fallback.
 
     Anyone (a load balancer) learns ready or not and which check failed; the details (database
@@ -373,7 +447,7 @@ def health_ready(request: HttpRequest, ctx: Context) -> HttpResponse:
 
 
 @gateway_endpoint("not-found", token_required=False)
-def not_found(request: HttpRequest, ctx: Context, *args, **kwargs) -> HttpResponse:
+def not_found(request: HttpRequest, ctx: Context, *args, **kwargs) -> Answer:
     return error_response(ctx, 404, "not_found", "No such endpoint.")
 
 

@@ -41,11 +41,11 @@ import json
 import logging
 import re
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -84,9 +84,12 @@ STATUSES = {
 }
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The answer for one request. `code` is None when the request is allowed."""
+class Decision(NamedTuple):
+    """The answer for one request. `code` is None when the request is allowed.
+
+    Immutable; a named tuple rather than a frozen dataclass because it is made on every
+    request and a frozen dataclass sets each field through ``object.__setattr__``.
+    """
 
     status: int
     code: str | None = None
@@ -162,8 +165,8 @@ _C = Credential._meta.db_table
 _B = Business._meta.db_table
 
 
-def _sql() -> str:
-    return _sql_for(connection.vendor)
+def _sql(db=None) -> str:
+    return _sql_for((connection if db is None else db).vendor)
 
 
 @functools.lru_cache(maxsize=4)
@@ -172,17 +175,16 @@ def _sql_for(vendor: str) -> str:
     return (
         f"SELECT c.id, c.status, c.secret_hash, c.secret_version, c.scopes,"
         f" c.rate_limit_per_minute,"
-        f" CASE WHEN c.expires_at IS NOT NULL AND c.expires_at <= %s THEN 1 ELSE 0 END,"
+        f" CASE WHEN c.expires_at IS NOT NULL AND c.expires_at <= %(now)s THEN 1 ELSE 0 END,"
         f" b.business_id, c.pending_secret_hash,"
-        f" CASE WHEN c.pending_cutover_at IS NOT NULL AND c.pending_cutover_at <= %s"
+        f" CASE WHEN c.pending_cutover_at IS NOT NULL AND c.pending_cutover_at <= %(now)s"
         f" THEN 1 ELSE 0 END"
         f" FROM {q(_C)} c JOIN {q(_B)} b ON b.id = c.business_id"
-        f" WHERE c.partner_key = %s"
+        f" WHERE c.partner_key = %(partner_key)s"
     )
 
 
-@dataclass(frozen=True)
-class _Row:
+class _Row(NamedTuple):
     id: int
     active: bool
     expired: bool
@@ -218,22 +220,22 @@ def _effective(row: tuple) -> _Row:
     )
 
 
-def _fetch(partner_key: str):
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    return prepared.fetch_one(_sql(), [now, now, partner_key])
+def _fetch(db, partner_key: str):
+    now = db.ops.adapt_datetimefield_value(timezone.now())
+    return prepared.fetch_one(_sql(db), {"now": now, "partner_key": partner_key}, db)
 
 
-def _connection_broken() -> bool:
-    raw = connection.connection
+def _connection_broken(db) -> bool:
+    raw = db.connection
     return raw is None or bool(getattr(raw, "closed", False) or getattr(raw, "broken", False))
 
 
-def _close_after_error() -> None:
+def _close_after_error(db) -> None:
     # Start the next attempt on a fresh connection; inside a transaction (tests) the owner of
     # the transaction decides.
-    if not connection.in_atomic_block:
+    if not db.in_atomic_block:
         try:
-            connection.close()
+            db.close()
         except DatabaseError:
             pass
 
@@ -247,24 +249,25 @@ def _load(partner_key: str) -> _Row | None:
     other error (refused, timed out, statement timeout) is not retried: the bound stays one
     connect timeout or one statement timeout.
     """
-    reused = connection.connection is not None
+    db = connections[DEFAULT_DB_ALIAS]  # this thread's connection object, looked up once
+    reused = db.connection is not None
     if reused:
-        connection.health_check_done = True
+        db.health_check_done = True
     try:
-        row = _fetch(partner_key)
+        row = _fetch(db, partner_key)
     except DatabaseError as exc:
-        retry = reused and _connection_broken() and not connection.in_atomic_block
+        retry = reused and _connection_broken(db) and not db.in_atomic_block
         logger.warning(
             "credential lookup failed: %s%s", type(exc).__name__, "; reconnecting" if retry else ""
         )
-        _close_after_error()
+        _close_after_error(db)
         if not retry:
             raise DownstreamUnavailable from exc
         try:
-            row = _fetch(partner_key)
+            row = _fetch(db, partner_key)
         except DatabaseError as exc:
             logger.warning("credential lookup failed again: %s", type(exc).__name__)
-            _close_after_error()
+            _close_after_error(db)
             raise DownstreamUnavailable from exc
     if row is None:
         return None

@@ -56,13 +56,22 @@ def _is_trusted(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
 
 
+@lru_cache(maxsize=1024)
+def _canonical(value: str) -> str | None:
+    """`value` (a REMOTE_ADDR) as the address it is, or None: the few peers repeat."""
+    address = _parse(value)
+    return None if address is None else str(address)
+
+
 def client_address(request: HttpRequest) -> str | None:
     """The address of the client that made `request`, or None when there is none to tell."""
+    networks = trusted_networks(tuple(settings.TRUSTED_PROXIES))
+    if not networks:
+        return _canonical(request.META.get("REMOTE_ADDR") or "")
     remote = _parse(request.META.get("REMOTE_ADDR") or "")
     if remote is None:
         return None
-    networks = trusted_networks(tuple(settings.TRUSTED_PROXIES))
-    if not networks or not _is_trusted(remote, networks):
+    if not _is_trusted(remote, networks):
         return str(remote)
     # Several X-Forwarded-For headers reach Django joined with commas, in order.
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")

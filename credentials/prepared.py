@@ -12,42 +12,55 @@ cursor where preparing is not possible or not wanted:
 * ``DB_TRANSACTION_POOLING`` on: behind PgBouncer in transaction mode a statement prepared on
   one server connection is unknown on the next;
 * queries being logged (``DEBUG``, or a test counting queries): Django's debug cursor sees them.
+
+The psycopg cursor is kept with the connection it belongs to (on Django's per-thread connection
+object) and reused by the next request: making a cursor costs about as much as running the
+prepared statement. A new database connection (Django reconnected) gets a new cursor.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 _ONLY_WHEN_ASKED = 2**31 - 1  # a count no query reaches: nothing is prepared automatically
+_CURSOR = "_klikit_prepared_cursor"  # attribute of Django's connection object (per thread)
 
 
-def usable() -> bool:
+def usable(db=None) -> bool:
+    db = connections[DEFAULT_DB_ALIAS] if db is None else db
     return (
-        connection.vendor == "postgresql"
+        db.vendor == "postgresql"
         and not getattr(settings, "DB_TRANSACTION_POOLING", False)
-        and not connection.queries_logged
+        and not db.queries_logged
     )
 
 
-def fetch_one(sql: str, params: list) -> tuple | None:
-    """Run `sql` (``%s`` placeholders) with `params` and return its first row, or None.
+def fetch_one(sql: str, params, db=None) -> tuple | None:
+    """Run `sql` (``%s`` or ``%(name)s`` placeholders) with `params`; its first row, or None.
 
+    `db` is Django's connection object (default: the default database's for this thread).
     Raises Django's ``DatabaseError`` family, as ``connection.cursor()`` would.
     """
-    if not usable():
-        with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS] if db is None else db
+    if not usable(db):
+        with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
-    import psycopg
+    if db.connection is None:
+        db.ensure_connection()
+    raw = db.connection
+    cursor = db.__dict__.get(_CURSOR)
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        import psycopg
 
-    connection.ensure_connection()
-    raw = connection.connection
-    if raw.prepare_threshold is None:
-        # Django turns psycopg's preparing off (None), which also refuses prepare=True. Its own
-        # cursors bind on the client and never prepare, so this only enables what we ask for.
-        raw.prepare_threshold = _ONLY_WHEN_ASKED
-    with connection.wrap_database_errors:
-        with psycopg.Cursor(raw) as cursor:
-            cursor.execute(sql, params, prepare=True)
-            return cursor.fetchone()
+        if raw.prepare_threshold is None:
+            # Django turns psycopg's preparing off (None), which also refuses prepare=True. Its
+            # own cursors bind on the client and never prepare, so this only enables what we
+            # ask for.
+            raw.prepare_threshold = _ONLY_WHEN_ASKED
+        cursor = psycopg.Cursor(raw)
+        db.__dict__[_CURSOR] = cursor
+    with db.wrap_database_errors:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()

@@ -18,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
@@ -26,7 +26,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from . import metrics
+from . import metrics, redis_counter
 
 logger = logging.getLogger("klikit.gateway")
 
@@ -97,16 +97,14 @@ class CounterStore:
 
     @staticmethod
     def _cache_incr(key: str, ttl: int) -> int:
-        client = _redis_client()
+        backend = caches[DEFAULT_CACHE_ALIAS]
+        client = _redis_client(backend)
         if client is not None:
-            # One round trip, atomic: MULTI INCR EXPIRE EXEC. Django's incr() costs two (EXISTS,
-            # then INCR) plus a client object per call; this is the hot path's only cache write.
-            name = cache.make_and_validate_key(key)
-            pipe = client.pipeline(transaction=True)
-            pipe.incr(name)
-            pipe.expire(name, ttl)
-            value, _ = pipe.execute()
-            return value
+            # One round trip, atomic: MULTI INCR EXPIRE EXEC on a kept connection. Django's
+            # incr() costs two (EXISTS, then INCR) plus a client object per call; this is the
+            # hot path's only cache write (credentials/redis_counter.py). Our keys are ASCII
+            # without spaces, so the name is make_key's (validate_key only warns memcached).
+            return redis_counter.incr_with_expiry(client, backend.make_key(key), ttl)
         try:
             value = cache.incr(key)
         except ValueError:  # no such key yet: this request opens the window
@@ -167,13 +165,13 @@ class CounterStore:
 store = CounterStore()
 
 
-def _redis_client():
+def _redis_client(backend=None):
     """The redis-py client behind Django's Redis cache (one per cache object), or None.
 
     Reuses the cache's own connection pool (its URL, timeouts and options), so it counts in the
     same keys, with the same prefix and version, as ``cache.incr`` would.
     """
-    backend = caches[DEFAULT_CACHE_ALIAS]
+    backend = caches[DEFAULT_CACHE_ALIAS] if backend is None else backend
     if not isinstance(backend, RedisCache):
         return None
     client = backend.__dict__.get("_klikit_counter_client")
@@ -187,8 +185,7 @@ def _redis_client():
 # --- the per-credential rate cap -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RateState:
+class RateState(NamedTuple):
     """The credential's quota after this request: what the RateLimit-* headers say."""
 
     limit: int

@@ -16,7 +16,7 @@ import pytest
 from django.core import signals
 from django.db import connection
 
-from credentials import fastpath, prepared, services
+from credentials import fastpath, log_format, prepared, services
 from klikit_admin.wsgi import application
 from tests.conftest import is_postgres, require
 from tests.gateway_helpers import FORWARD, TOKEN, VERIFY, basic
@@ -177,7 +177,7 @@ def test_the_one_query_is_a_prepared_statement_on_postgresql(gateway, issue, set
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         statements = [s for (s,) in cursor.fetchall()]
-    assert any("WHERE c.partner_key = $3" in s for s in statements), statements
+    assert any("WHERE c.partner_key = $2" in s for s in statements), statements
 
 
 def test_no_prepared_statement_behind_a_transaction_pooler_or_while_queries_are_logged(settings):
@@ -186,3 +186,92 @@ def test_no_prepared_statement_behind_a_transaction_pooler_or_while_queries_are_
     settings.DB_TRANSACTION_POOLING = False
     settings.DEBUG = True
     assert not prepared.usable()
+
+
+def test_the_gateway_line_is_written_as_python_json_logger_would_write_it():
+    formatter = log_format.JsonFormatter()
+    fields = {
+        "endpoint": "verify",
+        "outcome": "ok",
+        "status": 200,
+        "partner_key": "pk_5lj6QpTdslVtIEQ86xK650",
+        "duration_ms": 0.42,
+        "client": "192.0.2.7",
+        "method": "POST",
+    }
+
+    def record(**extra):
+        made = logging.getLogger("klikit.gateway").makeRecord(
+            "klikit.gateway", logging.INFO, __file__, 1, "gateway status=%s", (200,), None,
+            extra=extra,
+        )  # fmt: skip
+        made.request_id = "req_3f7eb4b3-a949-4e09-9746-9fde14ee3cfb"
+        made.created = 1_800_000_000.125  # both records at the same instant
+        return made
+
+    generic = formatter.format(record(**fields))  # python-json-logger's own walk
+    fast = formatter.format(record(**fields, **{log_format.LINE_FIELDS: fields}))
+    assert fast == generic
+    assert log_format.LINE_FIELDS not in generic
+    assert json.loads(fast)["partner_key"] == "pk_5lj6QpTdslVtIEQ86xK650"
+
+
+def test_without_other_listeners_the_request_begins_and_ends_without_the_signals(
+    gateway, issue, monkeypatch
+):
+    """Django's and our receivers' work, done directly: connections recycled, usage written."""
+    credential, secret = issue()
+
+    def no_signal(*args, **kwargs):
+        raise AssertionError("the signal was sent although only known receivers listen")
+
+    monkeypatch.setattr(signals.request_started, "send", no_signal)
+    monkeypatch.setattr(signals.request_finished, "send", no_signal)
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)  # close at request end
+    body = verify_body(basic(credential.partner_key, secret))
+    status, _, _ = call("POST", VERIFY, headers={"X-Gateway-Token": TOKEN}, body=body)
+    assert status == 200
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 600)
+    # The usage recorder wrote the first use after the answer, on the connection the request
+    # used; the end-of-request check had closed it first when it was past its age, as
+    # close_old_connections does before the recorder's receiver.
+    credential.refresh_from_db()
+    assert credential.last_used_at is not None
+    connection.close()
+    status, _, _ = call("POST", VERIFY, headers={"X-Gateway-Token": TOKEN}, body=body)
+    assert status == 200
+    assert connection.connection is not None  # CONN_MAX_AGE 600: kept for the next request
+
+
+def test_the_connection_of_a_request_is_closed_at_its_end_when_past_its_age(
+    gateway, issue, monkeypatch
+):
+    require("postgres", is_postgres(), "SQLite's in-memory test database is never closed")
+    credential, secret = issue()
+    body = verify_body(basic(credential.partner_key, secret))
+    call("POST", VERIFY, headers={"X-Gateway-Token": TOKEN}, body=body)  # first use written
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    status, _, _ = call("POST", VERIFY, headers={"X-Gateway-Token": TOKEN}, body=body)
+    assert status == 200
+    assert connection.connection is None  # closed by the end-of-request check, not reused
+    assert fastpath.lifecycle._direct
+
+
+def test_the_gateway_line_carries_no_client_text_and_skips_only_the_redaction_scan(
+    gateway, issue, caplog
+):
+    from credentials.log_redaction import RedactSecretsFilter
+
+    credential, secret = issue()
+    body = verify_body(basic(credential.partner_key, secret))
+    with caplog.at_level(logging.INFO, logger="klikit.gateway"):
+        status, _, _ = call("BASIC", VERIFY, headers={"X-Gateway-Token": TOKEN}, body=body)
+    assert status == 405
+    (line,) = [r for r in caplog.records if r.name == "klikit.gateway"]
+    assert line.method == "OTHER" and "method=OTHER" in line.getMessage()
+    # A line marked as the gateway's passes unscanned; any other line is still redacted.
+    other = logging.LogRecord("x", logging.INFO, __file__, 1, "Basic %s", ("a" * 24,), None)
+    assert RedactSecretsFilter().filter(other) and "aaaa" not in other.getMessage()
+    assert RedactSecretsFilter().filter(line) and line.msg.startswith("gateway request_id=")

@@ -375,14 +375,14 @@ def test_a_connection_that_died_between_requests_is_replaced_once(
     real_fetch = gateway_module._fetch
     calls = {"n": 0}
 
-    def flaky(partner_key):
+    def flaky(db, partner_key):
         calls["n"] += 1
         if calls["n"] <= failures:
             raise OperationalError("server closed the connection unexpectedly")
-        return real_fetch(partner_key)
+        return real_fetch(db, partner_key)
 
     monkeypatch.setattr(gateway_module, "_fetch", flaky)
-    monkeypatch.setattr(gateway_module, "_connection_broken", lambda: broken)
+    monkeypatch.setattr(gateway_module, "_connection_broken", lambda db: broken)
     response = verify(client, basic(credential.partner_key, secret))
     assert response.status_code == status
     assert calls["n"] == attempts
