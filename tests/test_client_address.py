@@ -133,3 +133,17 @@ def test_a_console_write_records_the_client_address(client, settings, business, 
     )
     event = AuditEvent.objects.get(action="business.updated")
     assert event.source_ip == "198.51.100.7"
+
+
+def test_a_new_request_id_is_a_uuid4_in_the_gateway_format():
+    import uuid
+
+    from credentials.origin import GATEWAY_REQUEST_ID_RE, new_request_id
+
+    ids = {new_request_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for rid in ids:
+        assert GATEWAY_REQUEST_ID_RE.fullmatch(rid)
+        parsed = uuid.UUID(rid[4:])
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert str(parsed) == rid[4:]
