@@ -229,7 +229,7 @@ def _log_line(request, ctx: Context, status: int, elapsed: float) -> None:
         ctx.partner_key or "-",
         duration_ms,
     )
-    extra = {**fields, log_format.LINE_FIELDS: fields}
+    extra = {**fields, log_format.LINE_FIELDS: fields, "request_id": ctx.request_id}
     logger.handle(
         logger.makeRecord(logger.name, logging.INFO, __file__, 0, _LINE, args, None, extra=extra)
     )

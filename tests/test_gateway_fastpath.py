@@ -275,3 +275,33 @@ def test_the_gateway_line_carries_no_client_text_and_skips_only_the_redaction_sc
     other = logging.LogRecord("x", logging.INFO, __file__, 1, "Basic %s", ("a" * 24,), None)
     assert RedactSecretsFilter().filter(other) and "aaaa" not in other.getMessage()
     assert RedactSecretsFilter().filter(line) and line.msg.startswith("gateway request_id=")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "scope=orders:read",
+        "scope=orders:read&scope=orders:write&compat=nginx",
+        "compat=&scope",
+        "scope=orders%3Aread&x=%ZZ&y=caf%C3%A9&z=%FF",
+        "a=1&&b=2;c=3",
+        "+scope+=+orders:read+",
+    ],
+)
+def test_the_fast_path_reads_the_query_string_as_django_does(query):
+    from django.http import QueryDict
+
+    django_query = QueryDict(query)
+    ours = fastpath.Query(query)
+    for key in {*django_query.keys(), "scope", "compat", "missing"}:
+        assert ours.getlist(key) == django_query.getlist(key), key
+
+
+def test_too_many_query_fields_are_refused_as_django_refuses_them(settings):
+    from django.core.exceptions import TooManyFieldsSent
+
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 3
+    with pytest.raises(TooManyFieldsSent):
+        fastpath.Query("a=1&b=2&c=3&d=4")
+    assert fastpath.Query("a=1&b=2&c=3").getlist("c") == ["3"]
