@@ -28,7 +28,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from . import gateway, log_format, metrics, origin, ratelimit
+from . import gateway, log_format, log_line, metrics, origin, ratelimit
 from .gateway import Decision
 from .origin import client_address
 
@@ -189,18 +189,15 @@ def gateway_endpoint(name: str, *, token_required: bool = True, forward: bool = 
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
-_LINE = (
-    "gateway request_id=%s method=%s client=%s endpoint=%s outcome=%s status=%s "
-    "partner_key=%s duration_ms=%.2f"
-)
+_line = log_line.LineWriter(logger)
 
 
 def _log_line(request, ctx: Context, status: int, elapsed: float) -> None:
     """The only line for this request (gunicorn.conf.py drops gunicorn's access line).
 
-    Through the logging system like any line (the logger's level and filters, the handlers
-    and their format), made cheap: the record is made here (``logger.info`` would walk the
-    stack for a file name and line no format of ours prints); it carries its fields under
+    Through the logging system's configuration (the logger's level, the handler, its format):
+    :mod:`credentials.log_line` writes it directly while that is the shipped one, else makes a
+    record (without ``findCaller``'s stack walk) that carries its fields under
     ``log_format.LINE_FIELDS``, so the JSON formatter writes them directly and the redaction
     filter, which has nothing to find in values made or checked here (the method is one of
     ``_METHODS`` or ``OTHER``, the partner_key well-formed or absent), does not scan them.
@@ -229,10 +226,7 @@ def _log_line(request, ctx: Context, status: int, elapsed: float) -> None:
         ctx.partner_key or "-",
         duration_ms,
     )
-    extra = {**fields, log_format.LINE_FIELDS: fields, "request_id": ctx.request_id}
-    logger.handle(
-        logger.makeRecord(logger.name, logging.INFO, __file__, 0, _LINE, args, None, extra=extra)
-    )
+    _line.write(args, fields, ctx.request_id)
 
 
 def _gateway_auth(request: HttpRequest, ctx: Context) -> Answer | None:

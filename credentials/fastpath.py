@@ -154,31 +154,34 @@ class _Lifecycle:
         self._begin, self._end = steps
         return True
 
-    def begin(self, environ: dict) -> bool:
-        """Begin the request; True if :meth:`end` must end it directly (else: the signal)."""
+    def begin(self, environ: dict):
+        """Begin the request; what :meth:`end` needs to end it (None: send the signal).
+
+        That is this thread's default connection object, looked up once for both ends.
+        """
         if not self._look():
             signals.request_started.send(sender=GatewayRequest, environ=environ)
-            return False
+            return None
+        db = connections[DEFAULT_DB_ALIAS]
         for step in self._begin:
-            step()
-        return True
+            step(db=db)
+        return db
 
-    def end(self, direct: bool) -> None:
-        if not direct:
+    def end(self, db) -> None:
+        if db is None:
             signals.request_finished.send(sender=GatewayRequest)
             return
         for step in self._end:
-            step()
+            step(db=db)
 
 
-def _reset_queries(**kwargs) -> None:
-    db = connections[DEFAULT_DB_ALIAS]
+def _reset_queries(db, **kwargs) -> None:
     if db.queries_log:
         db.queries_log.clear()
 
 
-def _close_old_connection(**kwargs) -> None:
-    connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
+def _close_old_connection(db, **kwargs) -> None:
+    db.close_if_unusable_or_obsolete()
 
 
 lifecycle = _Lifecycle()
@@ -187,25 +190,25 @@ lifecycle = _Lifecycle()
 class _Answer:
     """The response body; closing it (after the server sent it) ends the request for Django."""
 
-    def __init__(self, body: bytes, direct: bool):
+    def __init__(self, body: bytes, ending):
         self.body = body
-        self.direct = direct
+        self.ending = ending  # from lifecycle.begin
 
     def __iter__(self):
         yield self.body
 
     def close(self) -> None:
-        lifecycle.end(self.direct)
+        lifecycle.end(self.ending)
 
 
 def serve(view, environ: dict, start_response) -> _Answer:
     """Answer one request with `view` (from :func:`view_for`)."""
-    direct = lifecycle.begin(environ)
+    ending = lifecycle.begin(environ)
     try:
         answer = view.answer(GatewayRequest(environ))  # api.Answer: not an HttpResponse
         body = answer.content
         start_response(answer.status_line(), answer.wsgi_headers())
     except BaseException:
-        lifecycle.end(direct)
+        lifecycle.end(ending)
         raise
-    return _Answer(body, direct)
+    return _Answer(body, ending)

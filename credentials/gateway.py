@@ -205,19 +205,39 @@ def _effective(row: tuple) -> _Row:
     the instant, and the new one cannot be warm before it (credentials.cutover).
     """
     cid, status, secret_hash, version, scopes, rate_limit, expired, business_id, pending, due = row
-    if isinstance(scopes, str | bytes):
-        scopes = json.loads(scopes)
     return _Row(
-        id=cid,
-        active=status == Credential.Status.ACTIVE,
-        expired=bool(expired),
-        secret_hash=pending if due else secret_hash,
-        secret_version=version + 1 if due else version,
-        scopes=tuple(scopes),
-        rate_limit=rate_limit,
-        business_id=business_id,
-        cutover_due=bool(due),
+        cid,
+        status == _ACTIVE,
+        bool(expired),
+        pending if due else secret_hash,
+        version + 1 if due else version,
+        _scopes(scopes),
+        rate_limit,
+        business_id,
+        bool(due),
     )
+
+
+_ACTIVE = Credential.Status.ACTIVE.value
+_SCOPES_MEMO_MAX = 256
+_scopes_memo: dict = {}
+
+
+def _scopes(stored) -> tuple[str, ...]:
+    """The scopes column as a tuple (PostgreSQL hands Django's JSON columns over as text).
+
+    Parsed once per distinct text: a few scope sets are shared by many credentials, and the
+    text is the row's own, so a memo of text to tuple keeps nothing the row does not say.
+    """
+    if not isinstance(stored, str | bytes):
+        return tuple(stored)
+    parsed = _scopes_memo.get(stored)
+    if parsed is None:
+        parsed = tuple(json.loads(stored))
+        if len(_scopes_memo) >= _SCOPES_MEMO_MAX:
+            _scopes_memo.clear()
+        _scopes_memo[stored] = parsed
+    return parsed
 
 
 def _fetch(db, partner_key: str):

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.signals import request_finished, request_started, setting_changed
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -530,14 +530,19 @@ def _new_request(**kwargs) -> None:
 
 
 @receiver(request_finished)
-def _flush_after_response(**kwargs) -> None:
-    """Write the usage the finished request made due, now that its answer has gone out."""
+def _flush_after_response(db=None, **kwargs) -> None:
+    """Write the usage the finished request made due, now that its answer has gone out.
+
+    `db` is the default connection object when the gateway's fast path calls this directly.
+    """
     if recorder.has_touched():
         # The request's own lookup just used this connection; Django's per-request health
         # check (a SELECT 1 round trip) would add nothing: a broken connection makes the
         # UPDATE fail, the counts are kept for later, and the next lookup reconnects.
-        if connection.connection is not None:
-            connection.health_check_done = True
+        if db is None:
+            db = connections[DEFAULT_DB_ALIAS]
+        if db.connection is not None:
+            db.health_check_done = True
         recorder.flush_touched()
 
 
