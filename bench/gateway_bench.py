@@ -21,12 +21,12 @@ floor), ``without_levers`` (the product before issue 14's changes) and ``nginx``
 2. Start gunicorn as production does (``-w 2`` sync, DEBUG off, ``bench.settings``: the
    product's settings plus the one-SELECT baseline views): the product, the floor, the product
    with ``METRICS_ENABLED=0``, the product with the levers undone; warm them up.
-3. Phase 1, interleaved rounds at 8 clients: floor, warm verify, forward-auth, metrics off,
-   levers undone, the two one-SELECT Django views.
+3. Phase 1, mirrored rounds (A B C, C B A, ...) at 8 clients: floor, warm verify,
+   forward-auth, metrics off, levers undone, the two one-SELECT Django views.
 4. Phase 2, mirrored slots (A F C R W W R C F A): warm verify alone and beside 4 clients of a
    wrong-secret flood, more good traffic (the control), random partner_keys, and a credential
    rotated before the slot whose new secret must pass beside a wrong-secret flood for it.
-5. Phase 3, interleaved rounds: the documented nginx ``auth_request`` in front of sync and
+5. Phase 3, mirrored rounds: the documented nginx ``auth_request`` in front of sync and
    gthread workers, beside direct forward-auth on both.
 6. Cold verify (``GATEWAY_WARM_CACHE=0``) at 2 clients.
 
@@ -98,8 +98,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer credentials, 5 s scenarios")
     parser.add_argument("--credentials", type=int, help="credentials to issue (1000; quick 200)")
-    parser.add_argument("--duration", type=int, help="seconds per scenario and round (8; quick 5)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds of phase 1 (3; quick 1)")
+    parser.add_argument("--duration", type=int, help="seconds per scenario and round (6; quick 5)")
+    parser.add_argument("--rounds", type=int, help="rounds of phases 1 to 3 (4; quick 1)")
     parser.add_argument(
         "--cache-url", default=c.CACHE_URL, help=f"CACHE_URL, a Redis ({c.CACHE_URL})"
     )
@@ -114,8 +114,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     cpu.QUIET_WAIT_SECONDS[0] = args.quiet_wait
     args.count = args.credentials or (200 if args.quick else 1000)
-    args.duration = args.duration or (5 if args.quick else 8)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.duration = args.duration or (5 if args.quick else 6)
+    args.rounds = args.rounds or (1 if args.quick else 4)
     args.budget = 3000 * args.duration  # answers per round: the time bound normally ends it first
     args.warm_set_size = min(200, args.count - 2)
     if args.warm_set_size < 1:
@@ -258,7 +258,7 @@ class Run:
                 clients=c.WARM_CLIENTS, duration=10, budget=1000, **common,
             )  # fmt: skip
 
-        print(f"phase 1: {rounds} interleaved round(s) of {duration} s per scenario", flush=True)
+        print(f"phase 1: {rounds} mirrored round(s) of {duration} s per scenario", flush=True)
         partial = interleaved_rounds(
             scenarios, rounds=rounds, duration=duration, budget=args.budget, **common
         )
@@ -340,7 +340,7 @@ class Run:
         ]
         print(
             f"phase 3: keep-alive behind nginx (documented configuration), gunicorn sync "
-            f"against {' '.join(c.GTHREAD_ARGS)}, {args.rounds} interleaved round(s)",
+            f"against {' '.join(c.GTHREAD_ARGS)}, {args.rounds} mirrored round(s)",
             flush=True,
         )
         partial = interleaved_rounds(

@@ -97,7 +97,7 @@ class CounterStore:
 
     @staticmethod
     def _cache_incr(key: str, ttl: int) -> int:
-        backend = caches[DEFAULT_CACHE_ALIAS]
+        backend = _default_backend()
         client = _redis_client(backend)
         if client is not None:
             # One round trip, atomic: MULTI INCR EXPIRE EXEC on a kept connection. Django's
@@ -163,6 +163,26 @@ class CounterStore:
 
 
 store = CounterStore()
+
+
+_backend_memo: tuple = (None, None)  # (the cache handler's store of backends, the default)
+
+
+def _default_backend():
+    """``caches[DEFAULT_CACHE_ALIAS]`` without asgiref's ``Local`` lookup on every request.
+
+    That lookup (an AttributeError made and caught inside asgiref) was about 2 % of a warm
+    verification. Django replaces the handler's store whenever ``CACHES`` changes, so the memo
+    is keyed on it. One backend object then serves every thread: the counter reads only its
+    key function and the redis-py connection pool behind it, both safe to share
+    (credentials/redis_counter.py keeps a connection per thread).
+    """
+    global _backend_memo
+    store = caches._connections
+    memo = _backend_memo
+    if memo[0] is not store:
+        memo = _backend_memo = (store, caches[DEFAULT_CACHE_ALIAS])
+    return memo[1]
 
 
 def _redis_client(backend=None):

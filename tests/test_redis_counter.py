@@ -102,3 +102,20 @@ def test_a_redis_that_accepts_and_never_answers_holds_a_call_one_socket_timeout(
         assert time.monotonic() - started < 1.5  # redis-py's own retries took about 9 s
     finally:
         hole.close()
+
+
+def test_the_default_cache_backend_is_looked_up_again_when_caches_change(settings):
+    from django.core.cache import caches
+
+    before = ratelimit._default_backend()
+    assert before is caches["default"] and ratelimit._default_backend() is before
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "another-cache",
+        }
+    }
+    after = ratelimit._default_backend()
+    assert after is not before and after is caches["default"]
+    assert type(after).__name__ == "LocMemCache"  # the new setting's backend, not the memo's
+    assert ratelimit._redis_client(after) is None  # so the counter takes Django's incr path
