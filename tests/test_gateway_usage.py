@@ -394,6 +394,42 @@ def test_a_write_with_failures_and_a_use_keeps_last_used_at_monotonic(gateway, i
     assert credential.last_used_at == t0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_usage_commits_without_waiting_for_the_disk_and_only_its_own(issue):
+    """synchronous_commit off for the usage write's own transaction; never for someone else's."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.conftest import is_postgres, require
+
+    require("postgres", is_postgres(), "synchronous_commit is PostgreSQL's")
+    credential, _ = issue()
+    t0 = timezone.now().replace(microsecond=0)
+    pending = usage._Pending()
+    pending.wrong_secret[credential.secret_version] = 1
+    pending.last_failure_at, pending.last_failure_reason = t0, "wrong_secret"
+    pending.buckets[(t0.replace(minute=0, second=0), credential.secret_version, "wrong_secret")] = 1
+    with CaptureQueriesContext(connection) as queries:
+        _used(credential.pk, t0)  # autocommit: the statement is its own transaction
+        usage._write(credential.pk, pending)
+    assert all("set_config('synchronous_commit', 'off', true)" in q["sql"] for q in queries)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)  # the session's setting is untouched
+    credential.refresh_from_db()
+    assert credential.last_used_at == t0 and credential.failed_secret_count == 1
+    # Inside a transaction of someone else's (an operator's change and its audit event) the
+    # usage write must not make that transaction's commit asynchronous.
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        _used(credential.pk, t0 + dt.timedelta(minutes=1))
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone() == ("on",)
+    assert "synchronous_commit" not in queries[0]["sql"]
+    credential.refresh_from_db()
+    assert credential.last_used_at == t0 + dt.timedelta(minutes=1)
+
+
 # --- after the answer -----------------------------------------------------------------------
 
 
