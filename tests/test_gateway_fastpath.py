@@ -16,7 +16,7 @@ import pytest
 from django.core import signals
 from django.db import connection
 
-from credentials import fastpath, log_format, prepared, services
+from credentials import fastpath, prepared, services
 from klikit_admin.wsgi import application
 from tests.conftest import is_postgres, require
 from tests.gateway_helpers import FORWARD, TOKEN, VERIFY, basic
@@ -186,34 +186,6 @@ def test_no_prepared_statement_behind_a_transaction_pooler_or_while_queries_are_
     settings.DB_TRANSACTION_POOLING = False
     settings.DEBUG = True
     assert not prepared.usable()
-
-
-def test_the_gateway_line_is_written_as_python_json_logger_would_write_it():
-    formatter = log_format.JsonFormatter()
-    fields = {
-        "endpoint": "verify",
-        "outcome": "ok",
-        "status": 200,
-        "partner_key": "pk_5lj6QpTdslVtIEQ86xK650",
-        "duration_ms": 0.42,
-        "client": "192.0.2.7",
-        "method": "POST",
-    }
-
-    def record(**extra):
-        made = logging.getLogger("klikit.gateway").makeRecord(
-            "klikit.gateway", logging.INFO, __file__, 1, "gateway status=%s", (200,), None,
-            extra=extra,
-        )  # fmt: skip
-        made.request_id = "req_3f7eb4b3-a949-4e09-9746-9fde14ee3cfb"
-        made.created = 1_800_000_000.125  # both records at the same instant
-        return made
-
-    generic = formatter.format(record(**fields))  # python-json-logger's own walk
-    fast = formatter.format(record(**fields, **{log_format.LINE_FIELDS: fields}))
-    assert fast == generic
-    assert log_format.LINE_FIELDS not in generic
-    assert json.loads(fast)["partner_key"] == "pk_5lj6QpTdslVtIEQ86xK650"
 
 
 def test_without_other_listeners_the_request_begins_and_ends_without_the_signals(

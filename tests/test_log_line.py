@@ -174,6 +174,26 @@ def test_a_value_json_would_write_otherwise_goes_through_the_logging_system(ship
     assert json.loads(stream.getvalue().replace("NaN", "null"))["duration_ms"] is None
 
 
+def test_the_formatters_own_fast_branch_writes_what_python_json_logger_writes():
+    """The line that goes through logging (caplog, another handler) carries LINE_FIELDS."""
+    formatter = JsonFormatter()
+
+    def record(**extra):
+        made = logging.getLogger("klikit.gateway").makeRecord(
+            "klikit.gateway", logging.INFO, __file__, 1, "gateway status=%s", (200,), None,
+            extra=extra,
+        )  # fmt: skip
+        made.request_id = REQUEST_ID
+        made.created = 1_800_000_000.125  # both records at the same instant
+        return made
+
+    generic = formatter.format(record(**FIELDS))  # python-json-logger's own walk
+    fast = formatter.format(record(**FIELDS, **{log_format.LINE_FIELDS: FIELDS}))
+    assert fast == generic
+    assert log_format.LINE_FIELDS not in generic
+    assert json.loads(fast)["partner_key"] == "pk_5lj6QpTdslVtIEQ86xK650"
+
+
 def reference_time(created):
     moment = dt.datetime.fromtimestamp(created, tz=dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
